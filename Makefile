@@ -1,0 +1,92 @@
+# Entry points. On a fresh Debian 12 machine, as root:
+#   make demo        bring up a local federation through playbooks/site.yml and train the demo
+#   make demo-down   remove it
+#   make test        lint, unit tests and every Molecule scenario
+# Each target installs what it needs itself (scripts/bootstrap.sh).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+FLOWER_VERSION ?= 1.25.0
+# Names of containers and networks carry this id so runs on a shared engine do not collide.
+ifndef FLOWER_TEST_ID
+FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
+endif
+SCENARIOS ?= docker superlink supernode e2e
+export FLOWER_VERSION FLOWER_TEST_ID
+
+VENV := .venv
+FLWR_PY := .venv-flwr-$(FLOWER_VERSION)/bin/python
+IMAGES := .cache/images
+IMAGE_ARCHIVE := $(IMAGES)/flower-$(FLOWER_VERSION)-sklearn.tar
+ACTIVATE := source $(VENV)/bin/activate &&
+MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(FLOWER_TEST_ID)/$(1) \
+	molecule $(2) -s $(1)
+DEMO_ID := demo
+
+.PHONY: help bootstrap images lint unit molecule test demo demo-down bench e2e-latest docs build
+
+help:
+	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
+	@echo "Other targets: bootstrap images lint unit molecule bench e2e-latest docs build"
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+# Base images (debootstrap, once) and the Flower image archive the scenarios load.
+images: bootstrap
+	bash scripts/build-base-images.sh
+	@[ -f $(IMAGES)/local-debian-bookworm.tar ] || docker save local/debian:bookworm -o $(IMAGES)/local-debian-bookworm.tar
+	$(ACTIVATE) ansible-playbook playbooks/build_images.yml \
+	  -e ansible_python_interpreter=$(CURDIR)/$(VENV)/bin/python \
+	  -e flower_images_version=$(FLOWER_VERSION) \
+	  -e flower_images_base_image=local/debian:bookworm \
+	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt
+
+lint: bootstrap
+	$(ACTIVATE) yamllint --strict .
+	$(ACTIVATE) ansible-lint --offline --profile production
+	$(ACTIVATE) ruff check . && ruff format --check .
+	$(ACTIVATE) python tools/role_docs.py check
+
+unit: bootstrap
+	$(ACTIVATE) python -m pytest -q tests/unit --ignore=tests/unit/test_demo_task.py
+	$(FLWR_PY) -m pytest -q tests/unit/test_demo_task.py
+
+molecule: images
+	@for s in $(SCENARIOS); do \
+	  echo "== molecule test -s $$s (id $(FLOWER_TEST_ID))"; \
+	  $(call MOLECULE,$$s,test) || exit 1; \
+	done
+
+test: lint unit molecule
+
+demo: images
+	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) demo-up
+
+demo-up:
+	$(call MOLECULE,e2e,converge)
+	@ip=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' flower-e2e-superlink-$(DEMO_ID)); \
+	echo "SuperLink Control API: $$ip:9093"; \
+	$(FLWR_PY) scripts/flwr_run_check.py demo/sklearn local --address $$ip:9093
+
+demo-down: bootstrap
+	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) demo-destroy
+
+demo-destroy:
+	$(call MOLECULE,e2e,destroy)
+
+bench: images
+	$(ACTIVATE) python bench/federation.py --flwr-python $(FLWR_PY)
+
+# The end-to-end scenario with another Flower release (default: the newest on PyPI).
+e2e-latest:
+	v=$${LATEST:-$$($(VENV)/bin/pip index versions flwr 2>/dev/null | sed -n 's/^flwr (\(.*\))$$/\1/p')}; \
+	echo "== Flower $$v"; \
+	$(MAKE) --no-print-directory FLOWER_VERSION=$$v SCENARIOS=e2e molecule
+
+docs: bootstrap
+	$(ACTIVATE) python tools/role_docs.py render
+
+build: bootstrap
+	$(ACTIVATE) ansible-galaxy collection build --force

@@ -1,0 +1,1 @@
+"""Flower App: federated logistic regression on scikit-learn's bundled digits data set."""

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Prepare this machine for `make demo` / `make test`: Debian packages, a running Docker engine,
+# the Python virtual environments and the community collections (taken from the `ansible`
+# wheel on PyPI, since Galaxy is not reachable). Safe to run again: every step is skipped
+# when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+FLOWER_VERSION=${FLOWER_VERSION:-1.25.0}
+ANSIBLE_BUNDLE_VERSION=${ANSIBLE_BUNDLE_VERSION:-12.3.0}
+COLLECTIONS=(community/docker community/crypto community/general ansible/posix)
+APT_PACKAGES=(docker.io debootstrap rsync iproute2 python3-venv)
+
+log() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+install_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+start_docker() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  if [ "$(cat /proc/1/comm)" = systemd ]; then
+    log "systemctl start docker"; systemctl start docker
+  else
+    # No systemd here (PID 1 is the sandbox's init): run the daemon in the background.
+    log "starting dockerd (log: /var/log/dockerd.log)"
+    nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  echo "dockerd did not come up; see /var/log/dockerd.log" >&2; exit 1
+}
+
+make_venv() {  # make_venv DIR STAMP-TEXT PIP-ARGS...
+  local dir=$1 want=$2; shift 2
+  if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$want" ]; then return 0; fi
+  log "virtualenv $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  "$dir/bin/pip" install -q "$@" 2>&1 | grep -v "is ignored" || true
+  "$dir/bin/python" -c 'import sys' && echo "$want" >"$dir/.stamp"
+}
+
+extract_collections() {
+  local dest=$ROOT/.collections/ansible_collections want="ansible-$ANSIBLE_BUNDLE_VERSION"
+  if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$want" ]; then return 0; fi
+  log "collections ${COLLECTIONS[*]} from ansible==$ANSIBLE_BUNDLE_VERSION"
+  local tmp; tmp=$(mktemp -d)
+  .venv/bin/pip download -q --no-deps "ansible==$ANSIBLE_BUNDLE_VERSION" -d "$tmp" 2>&1 | grep -v "is ignored" || true
+  rm -rf "$ROOT/.collections"
+  .venv/bin/python - "$tmp" "$ROOT/.collections" "${COLLECTIONS[@]}" <<'PY'
+import glob, sys, zipfile
+tmp, dest, *names = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(f"{tmp}/ansible-*.whl")[0]) as whl:
+    prefixes = tuple(f"ansible_collections/{n}/" for n in names)
+    whl.extractall(dest, members=[m for m in whl.namelist() if m.startswith(prefixes)])
+PY
+  rm -rf "$tmp"
+  # This checkout is the collection opennebula.flower: playbooks use the same FQCNs
+  # from a checkout as from an installed collection.
+  mkdir -p "$dest/opennebula"
+  ln -sfn ../../.. "$dest/opennebula/flower"
+  echo "$want" >"$dest/.stamp"
+}
+
+install_packages
+start_docker
+make_venv .venv "$(sha256sum requirements-dev.txt | cut -c1-16)" -r requirements-dev.txt
+# The Flower CLI (and the demo's dependencies) apart from the toolchain: flwr pins
+# cryptography<45, ansible-lint needs >=46. One per Flower version, for `make e2e-latest`.
+make_venv ".venv-flwr-$FLOWER_VERSION" "flwr==$FLOWER_VERSION" "flwr==$FLOWER_VERSION" scikit-learn pytest
+extract_collections
+log "bootstrap done"
