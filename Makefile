@@ -50,7 +50,7 @@ lint: bootstrap
 	$(ACTIVATE) python tools/role_docs.py check
 
 unit: bootstrap
-	$(ACTIVATE) python -m pytest -q tests/unit --ignore=tests/unit/test_demo_task.py
+	$(ACTIVATE) python -m pytest -q tests/unit tests/integration --ignore=tests/unit/test_demo_task.py
 	$(FLWR_PY) -m pytest -q tests/unit/test_demo_task.py
 
 molecule: images

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
@@ -52,14 +53,25 @@ def _toml_value(key: str, value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     raise AnsibleFilterError(
-        f"node_config: value of '{key}' is a {type(value).__name__} ({value!r}); "
+        f"node_config: value of '{key}' is a {_kind(value)} ({value!r}); "
         "allowed: integer, float, boolean or string"
     )
 
 
+def _kind(value: object) -> str:
+    # Ansible hands over lazy container types; name them as the user wrote them.
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "dict"
+    if isinstance(value, Sequence):
+        return "list"
+    return type(value).__name__
+
+
 def node_config(config: object) -> str:
-    if not isinstance(config, dict):
-        raise AnsibleFilterError(f"node_config: expected a dict, got {type(config).__name__}")
+    if not isinstance(config, Mapping):
+        raise AnsibleFilterError(f"node_config: expected a dict, got {_kind(config)}")
     pairs = []
     for key in sorted(config):
         if not isinstance(key, str) or not _BARE_KEY.match(key):

@@ -63,5 +63,5 @@ def test_node_config_rejects_nested_values_naming_the_key():
 
 
 def test_node_config_needs_a_dict():
-    with pytest.raises(AnsibleFilterError, match="expected a dict"):
+    with pytest.raises(AnsibleFilterError, match="expected a dict, got string"):
         node_config("partition-id=0")

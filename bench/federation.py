@@ -1,0 +1,653 @@
+#!/usr/bin/env python3
+"""Benchmark: the sklearn demo on bare Flower processes vs. the federation the collection deploys.
+
+In one run it measures
+
+(a) ``native``: one ``flower-superlink`` and two ``flower-supernode`` processes started on this
+    host (plain text, free loopback ports picked at run time, one ``FLWR_HOME`` each), and the
+    demo (``demo/sklearn``) trained on them with ``scripts/flwr_run_check.py``;
+(b) ``containers``: the Molecule ``e2e`` scenario (three "VMs", each with its own Docker
+    engine, deployed by ``playbooks/site.yml``) driven step by step under a unique
+    ``FLOWER_TEST_ID``: ``create``, ``prepare``, a timed first ``converge`` (fresh VMs, image
+    archive loaded), a timed second ``converge`` (idempotent: ``changed=0`` expected), the
+    same demo run against the SuperLink VM, and ``destroy`` in any case.
+
+It is a benchmark, not a test: timings are reported, never judged. The exit status is 0 when
+every requested measurement was taken and the runs completed (and the second converge changed
+nothing), 1 otherwise, 2 on bad arguments. Results go to ``bench/results/federation-<UTC>.json``
+and the children's output to ``bench/results/federation-<UTC>-logs/``.
+
+Standard library only; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = ROOT / "demo" / "sklearn"
+RUN_CHECK = ROOT / "scripts" / "flwr_run_check.py"
+RESULTS_DIR = ROOT / "bench" / "results"
+VENV_BIN = ROOT / ".venv" / "bin"
+FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+DEFAULT_FLWR_PYTHON = ROOT / f".venv-flwr-{FLOWER_VERSION}" / "bin" / "python"
+
+CONTROL_PORT_IN_VM = 9093  # the SuperLink role's Control API port
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+READY_TIMEOUT = 60.0  # seconds for the native SuperLink/SuperNodes to open their ports
+MOLECULE_TIMEOUTS = {  # seconds per Molecule step
+    "create": 600,
+    "prepare": 900,
+    "converge": 1800,
+    "destroy": 600,
+}
+RECAP_HOST_RE = re.compile(r"^(?P<host>\S+)\s*:\s*(?P<counts>(?:\w+=\d+\s*)+)$")
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+IP_FORMAT = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+
+
+class BenchError(RuntimeError):
+    """A step of the benchmark could not be carried out."""
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    """One progress line on stdout."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file (for error messages)."""
+    try:
+        text = ANSI_RE.sub("", path.read_text(errors="replace"))
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group has no member left."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """Stop a child started with ``start_new_session=True`` and what it spawned.
+
+    The child leads its own process group (group id == its PID), which also holds the
+    processes it started (``flower-superexec`` and the apps it runs). SIGTERM goes to that
+    group; whatever is still there after ``grace`` seconds gets SIGKILL.
+    """
+    pgid = proc.pid
+    if not signal_group(pgid, signal.SIGTERM):
+        proc.poll()
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()
+        if not signal_group(pgid, 0):
+            return
+        time.sleep(0.2)
+    signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@dataclass
+class StepResult:
+    """One child command run to completion with its output in a log file."""
+
+    rc: int
+    seconds: float
+    log: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rc": self.rc, "seconds": round(self.seconds, 3), "log": str(self.log)}
+
+
+def run_logged(
+    cmd: list[str], log: Path, env: dict[str, str], timeout: float, cwd: Path = ROOT
+) -> StepResult:
+    """Run ``cmd`` with stdout/stderr into ``log``; time it; kill it past ``timeout``.
+
+    The return code is 124 after a timeout (as timeout(1) reports it).
+    """
+    with log.open("wb") as out:
+        out.write(("$ " + " ".join(cmd) + "\n").encode())
+        out.flush()
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            rc = 124
+        except BaseException:  # Ctrl-C: do not leave the child behind
+            stop_group(proc)
+            raise
+        seconds = time.monotonic() - start
+    return StepResult(rc=rc, seconds=seconds, log=log)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now (held together, then released)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def wait_for_ports(
+    ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]], timeout: float
+) -> None:
+    """Wait until every port accepts connections; fail early if a process died."""
+    deadline = time.monotonic() + timeout
+    pending = dict(ports)
+    while pending:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise BenchError(f"{name} exited with status {proc.returncode} while starting")
+        pending = {name: port for name, port in pending.items() if not port_open(port)}
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"ports not open after {timeout:.0f}s: {pending}")
+        time.sleep(0.3)
+
+
+def flwr_env(flwr_python: Path, flwr_home: Path) -> dict[str, str]:
+    """Environment for Flower processes: the flwr venv's bin first on PATH, own FLWR_HOME."""
+    env = dict(os.environ)
+    env["PATH"] = f"{flwr_python.parent}{os.pathsep}{env.get('PATH', '')}"
+    env["FLWR_HOME"] = str(flwr_home)
+    env["FLWR_TELEMETRY_ENABLED"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("VIRTUAL_ENV", None)  # the .venv of the caller is not the flwr venv
+    return env
+
+
+def run_demo(
+    flwr_python: Path, address: str, rounds: int, out_dir: Path, name: str, flwr_home: Path
+) -> dict[str, Any]:
+    """Train the demo with scripts/flwr_run_check.py; return its --json-out plus rc and log."""
+    json_out = out_dir / f"{name}-run.json"
+    timeout = 120 + 60 * rounds  # flwr_run_check's own limit; ours is a minute more
+    cmd = [
+        str(flwr_python),
+        str(RUN_CHECK),
+        str(APP_DIR),
+        "local",
+        "--address",
+        address,
+        "--run-config",
+        f"num-server-rounds={rounds}",
+        "--min-rounds",
+        str(rounds),
+        "--timeout",
+        str(timeout),
+        "--json-out",
+        str(json_out),
+    ]
+    progress(f"{name}: flwr run against {address} ({rounds} rounds), log {out_dir.name}/")
+    step = run_logged(
+        cmd, out_dir / f"{name}-run.log", flwr_env(flwr_python, flwr_home), timeout + 60
+    )
+    result: dict[str, Any] = {}
+    if json_out.is_file():
+        with contextlib.suppress(json.JSONDecodeError):
+            result = json.loads(json_out.read_text())
+    result["check_rc"] = step.rc
+    result["wall_seconds_client"] = round(step.seconds, 3)
+    result["log"] = str(step.log)
+    spr = result.get("seconds_per_round")
+    spr_txt = f"{spr:.2f} s/round" if isinstance(spr, (int, float)) else "no timing"
+    progress(
+        f"{name}: run {result.get('run_id')} {result.get('status')}, "
+        f"{len(result.get('rounds') or [])} round(s), {spr_txt} (check exit {step.rc})"
+    )
+    if step.rc != 0:
+        print(tail(step.log), file=sys.stderr, flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# (a) native processes
+# --------------------------------------------------------------------------------------------
+
+
+def bench_native(flwr_python: Path, rounds: int, log_dir: Path) -> dict[str, Any]:
+    """SuperLink + two SuperNodes as processes on this host, then the demo run."""
+    serverappio, fleet, control, clientappio0, clientappio1 = free_ports(5)
+    ports = {
+        "serverappio": serverappio,
+        "fleet": fleet,
+        "control": control,
+        "clientappio-0": clientappio0,
+        "clientappio-1": clientappio1,
+    }
+    result: dict[str, Any] = {"ports": ports}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="bench-flwr-") as tmp:
+        homes = {name: Path(tmp) / name for name in ("superlink", "supernode-0", "supernode-1")}
+        homes["cli"] = Path(tmp) / "cli"
+        for home in homes.values():
+            home.mkdir()
+        commands = {
+            "superlink": [
+                str(flwr_python.parent / "flower-superlink"),
+                "--insecure",
+                "--serverappio-api-address",
+                f"127.0.0.1:{serverappio}",
+                "--fleet-api-address",
+                f"127.0.0.1:{fleet}",
+                "--control-api-address",
+                f"127.0.0.1:{control}",
+            ],
+        }
+        for i, port in enumerate((clientappio0, clientappio1)):
+            commands[f"supernode-{i}"] = [
+                str(flwr_python.parent / "flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{fleet}",
+                "--clientappio-api-address",
+                f"127.0.0.1:{port}",
+                "--node-config",
+                f"partition-id={i} num-partitions=2",
+            ]
+        try:
+            for name, cmd in commands.items():
+                log = (log_dir / f"native-{name}.log").open("wb")
+                logs.append(log)
+                procs[name] = subprocess.Popen(
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=flwr_env(flwr_python, homes[name]),
+                    cwd=homes[name],
+                    start_new_session=True,
+                )
+                progress(f"native: {name} started, pid {procs[name].pid}")
+                if name == "superlink":
+                    wait_for_ports(
+                        {"fleet": fleet, "control": control}, {name: procs[name]}, READY_TIMEOUT
+                    )
+            wait_for_ports(
+                {"clientappio-0": clientappio0, "clientappio-1": clientappio1},
+                procs,
+                READY_TIMEOUT,
+            )
+            progress(f"native: federation up (Control API 127.0.0.1:{control})")
+            result["run"] = run_demo(
+                flwr_python, f"127.0.0.1:{control}", rounds, log_dir, "native", homes["cli"]
+            )
+        except (BenchError, OSError) as err:
+            result["error"] = str(err)
+            progress(f"native: ERROR {err}")
+        finally:
+            for name in reversed(list(procs)):
+                stop_group(procs[name])
+                progress(f"native: {name} (pid {procs[name].pid}) stopped")
+            for log in logs:
+                log.close()
+        result["pids"] = {name: proc.pid for name, proc in procs.items()}
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# (b) containers: the Molecule e2e scenario
+# --------------------------------------------------------------------------------------------
+
+
+def parse_recap(text: str) -> dict[str, dict[str, int]]:
+    """Per-host counts of the last PLAY RECAP in an ansible-playbook output."""
+    lines = ANSI_RE.sub("", text).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("PLAY RECAP")]
+    if not starts:
+        return {}
+    recap: dict[str, dict[str, int]] = {}
+    for line in lines[starts[-1] + 1 :]:
+        m = RECAP_HOST_RE.match(line.strip())
+        if not m:
+            if recap:
+                break
+            continue
+        counts = dict(pair.split("=") for pair in m["counts"].split())
+        recap[m["host"]] = {key: int(value) for key, value in counts.items()}
+    return recap
+
+
+def molecule_env(test_id: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(VENV_BIN.parent)
+    env["FLOWER_TEST_ID"] = test_id
+    env["FLOWER_VERSION"] = FLOWER_VERSION
+    env["MOLECULE_EPHEMERAL_DIRECTORY"] = str(ROOT / ".cache" / "molecule" / test_id / "e2e")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def molecule(step: str, test_id: str, log_dir: Path, label: str | None = None) -> StepResult:
+    """``molecule STEP -s e2e``, output into ``containers-LABEL.log``."""
+    label = label or step
+    log = log_dir / f"containers-{label}.log"
+    progress(f"containers: molecule {step} -s e2e ({label}), log {log_dir.name}/{log.name}")
+    res = run_logged(
+        [str(VENV_BIN / "molecule"), step, "-s", "e2e"],
+        log,
+        molecule_env(test_id),
+        MOLECULE_TIMEOUTS[step],
+    )
+    progress(f"containers: {label} exit {res.rc} after {res.seconds:.1f} s")
+    return res
+
+
+def converge(test_id: str, log_dir: Path, label: str) -> dict[str, Any]:
+    res = molecule("converge", test_id, log_dir, label)
+    recap = parse_recap(res.log.read_text(errors="replace"))
+    changed = sum(host.get("changed", 0) for host in recap.values()) if recap else None
+    failed = sum(host.get("failed", 0) + host.get("unreachable", 0) for host in recap.values())
+    progress(f"containers: {label}: changed={changed} over {len(recap)} host(s)")
+    out = res.as_dict() | {"changed": changed, "failed": failed, "recap": recap}
+    if res.rc != 0:
+        print(tail(res.log), file=sys.stderr, flush=True)
+        raise BenchError(f"molecule converge ({label}) exited {res.rc}, see {res.log}")
+    return out
+
+
+def superlink_address(test_id: str) -> str:
+    name = f"flower-e2e-superlink-{test_id}"
+    proc = subprocess.run(
+        ["docker", "inspect", "-f", IP_FORMAT, name],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    ip = proc.stdout.strip()
+    if proc.returncode != 0 or not ip:
+        raise BenchError(f"no address for {name}: {proc.stderr.strip()}")
+    return ip
+
+
+def bench_containers(
+    flwr_python: Path, rounds: int, log_dir: Path, keep: bool, test_id: str
+) -> dict[str, Any]:
+    """create, prepare, converge twice (timed), demo run, destroy (unless --keep)."""
+    result: dict[str, Any] = {"test_id": test_id, "steps": {}}
+    steps: dict[str, Any] = result["steps"]
+    ephemeral = ROOT / ".cache" / "molecule" / test_id
+    try:
+        for step in ("create", "prepare"):
+            res = molecule(step, test_id, log_dir)
+            steps[step] = res.as_dict()
+            if res.rc != 0:
+                print(tail(res.log), file=sys.stderr, flush=True)
+                raise BenchError(f"molecule {step} exited {res.rc}, see {res.log}")
+        steps["converge_first"] = converge(test_id, log_dir, "converge-first")
+        steps["converge_second"] = converge(test_id, log_dir, "converge-second")
+        ip = superlink_address(test_id)
+        result["superlink_address"] = f"{ip}:{CONTROL_PORT_IN_VM}"
+        with tempfile.TemporaryDirectory(prefix="bench-flwr-cli-") as home:
+            result["run"] = run_demo(
+                flwr_python, result["superlink_address"], rounds, log_dir, "containers", Path(home)
+            )
+    except BenchError as err:
+        result["error"] = str(err)
+        progress(f"containers: ERROR {err}")
+    finally:
+        if keep:
+            progress(
+                f"containers: --keep: left running; remove with FLOWER_TEST_ID={test_id} "
+                f"MOLECULE_EPHEMERAL_DIRECTORY={ephemeral / 'e2e'} molecule destroy -s e2e"
+            )
+        else:
+            res = molecule("destroy", test_id, log_dir)
+            steps["destroy"] = res.as_dict()
+            if res.rc == 0:
+                shutil.rmtree(ephemeral, ignore_errors=True)
+            else:
+                print(tail(res.log), file=sys.stderr, flush=True)
+                result.setdefault("error", f"molecule destroy exited {res.rc}, see {res.log}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# report
+# --------------------------------------------------------------------------------------------
+
+
+def command_output(cmd: list[str]) -> str | None:
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+    return None
+
+
+def host_info() -> dict[str, Any]:
+    running = command_output(["docker", "ps", "-q"])
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "docker_server": command_output(["docker", "version", "-f", "{{.Server.Version}}"]),
+        "containers_running_at_start": len(running.split()) if running is not None else None,
+    }
+
+
+def num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "n/a"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    host = report["host"]
+    load = " ".join(f"{x:.2f}" for x in host["loadavg_start"])
+    print()
+    print(f"Flower federation benchmark  {report['date']}")
+    print(
+        f"flwr {report['flwr_version']}  |  nproc {host['nproc']}  |  load average at start "
+        f"{load}  |  containers running at start {host['containers_running_at_start']}"
+    )
+    print()
+    print(f"{'demo/sklearn':<34} {'rounds':>6} {'s/round':>9} {'s total':>9}  status")
+    rows = (("(a) native processes", "native"), ("(b) containers (Molecule e2e)", "containers"))
+    for label, key in rows:
+        part = report.get(key) or {}
+        if part.get("skipped"):
+            print(f"{label:<34} {'skipped':>6}")
+            continue
+        run = part.get("run") or {}
+        status = run.get("status") or part.get("error") or "no run"
+        print(
+            f"{label:<34} {len(run.get('rounds') or []):>6} "
+            f"{num(run.get('seconds_per_round'), '.2f'):>9} "
+            f"{num(run.get('seconds_total'), '.2f'):>9}  {status}"
+        )
+    print(f"{'ratio (b)/(a), seconds per round':<34} {num(report.get('ratio'), '.2f'):>16}")
+    cont = report.get("containers") or {}
+    if not cont.get("skipped"):
+        steps = cont.get("steps", {})
+        print()
+        print(f"{'converge (playbooks/site.yml)':<34} {'seconds':>9} {'changed':>9}")
+        for label, key in (
+            ("first (fresh VMs, image load)", "converge_first"),
+            ("second (idempotence)", "converge_second"),
+        ):
+            step = steps.get(key, {})
+            print(
+                f"{label:<34} {num(step.get('seconds'), '.1f'):>9} "
+                f"{num(step.get('changed'), 'd'):>9}"
+            )
+        other = ", ".join(
+            f"{k} {v['seconds']:.1f} s" for k, v in steps.items() if k in ("create", "prepare")
+        )
+        if "destroy" in steps:
+            other += f", destroy {steps['destroy']['seconds']:.1f} s"
+        if other:
+            print(f"(other steps: {other})")
+    print()
+    print(f"results: {report['results_file']}")
+    print(f"logs:    {report['log_dir']}")
+
+
+def ratio(report: dict[str, Any]) -> float | None:
+    def spr(key: str) -> float | None:
+        value = ((report.get(key) or {}).get("run") or {}).get("seconds_per_round")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    a, b = spr("native"), spr("containers")
+    return round(b / a, 3) if a and b else None
+
+
+def complete(part: dict[str, Any], rounds: int) -> bool:
+    """The part was skipped, or it ran without error and its demo run completed."""
+    if part.get("skipped"):
+        return True
+    run = part.get("run") or {}
+    return (
+        "error" not in part
+        and run.get("status") == "finished:completed"
+        and len(run.get("rounds") or []) >= rounds
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Time the sklearn demo on native Flower processes and on the "
+        "containerized federation deployed by the collection (Molecule e2e).",
+    )
+    p.add_argument(
+        "--flwr-python",
+        type=Path,
+        default=DEFAULT_FLWR_PYTHON,
+        help="Python of a venv with flwr (default: %(default)s)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="federated rounds (default: 3)")
+    p.add_argument("--skip-native", action="store_true", help="skip (a), for debugging")
+    p.add_argument("--skip-containers", action="store_true", help="skip (b), for debugging")
+    p.add_argument(
+        "--keep", action="store_true", help="do not destroy the Molecule VMs, for debugging"
+    )
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
+    # absolute, but not resolved: the venv's python is a symlink out of the venv
+    args.flwr_python = Path(os.path.abspath(args.flwr_python))
+    if not os.access(args.flwr_python, os.X_OK):
+        p.error(f"--flwr-python {args.flwr_python} is not an executable")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    now = dt.datetime.now(dt.UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    results_file = RESULTS_DIR / f"federation-{stamp}.json"
+    log_dir = RESULTS_DIR / f"federation-{stamp}-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    flwr_version = command_output(
+        [str(args.flwr_python), "-c", "import importlib.metadata as m; print(m.version('flwr'))"]
+    )
+    report: dict[str, Any] = {
+        "benchmark": "federation",
+        "date": now.isoformat(timespec="seconds"),
+        "host": host_info(),
+        "flwr_python": str(args.flwr_python),
+        "flwr_version": flwr_version,
+        "flower_version_images": FLOWER_VERSION,
+        "rounds": args.rounds,
+        "results_file": str(results_file),
+        "log_dir": str(log_dir),
+    }
+    progress(
+        f"flwr {flwr_version}, nproc {report['host']['nproc']}, "
+        f"load {report['host']['loadavg_start']}, logs in {log_dir}"
+    )
+
+    def save() -> None:
+        report["ratio"] = ratio(report)
+        report["host"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+        results_file.write_text(json.dumps(report, indent=2) + "\n")
+
+    try:
+        if args.skip_native:
+            report["native"] = {"skipped": True}
+        else:
+            progress("(a) native flower-superlink / flower-supernode processes")
+            report["native"] = bench_native(args.flwr_python, args.rounds, log_dir)
+        save()
+        if args.skip_containers:
+            report["containers"] = {"skipped": True}
+        else:
+            test_id = f"bench{int(time.time())}"
+            progress(f"(b) containerized federation, Molecule e2e, FLOWER_TEST_ID={test_id}")
+            report["containers"] = bench_containers(
+                args.flwr_python, args.rounds, log_dir, args.keep, test_id
+            )
+    finally:
+        save()
+    print_table(report)
+
+    ok = complete(report["native"], args.rounds) and complete(report["containers"], args.rounds)
+    second = (report["containers"].get("steps") or {}).get("converge_second") or {}
+    if not report["containers"].get("skipped") and second.get("changed") != 0:
+        print(f"note: the second converge reported changed={second.get('changed')}, not 0")
+        ok = False
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Bad input is refused before anything changes, with a message naming variable and value.
+
+Each case runs a role phase for real on this machine with its directory pointed at an empty
+temporary one; the run must fail with the expected message and leave that directory empty.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CASES = {
+    "isolation-choice": (
+        "superlink",
+        "configure",
+        {"superlink_isolation": "thread"},
+        ["superlink_isolation", "thread", "subprocess, process"],
+    ),
+    "fleet-port-range": (
+        "superlink",
+        "configure",
+        {"superlink_fleet_port": 70000},
+        ["superlink_fleet_port=70000", "1-65535"],
+    ),
+    "same-ports": (
+        "superlink",
+        "configure",
+        {"superlink_control_port": 9092},
+        ["superlink_control_port=9092", "distinct"],
+    ),
+    "flower-version": (
+        "superlink",
+        "install",
+        {"superlink_flower_version": "latest"},
+        ["superlink_flower_version='latest'", "1.25.0"],
+    ),
+    "log-level": (
+        "superlink",
+        "configure",
+        {"superlink_log_level": "LOUD"},
+        ["superlink_log_level", "LOUD", "DEBUG, INFO"],
+    ),
+    "load-without-archive": (
+        "superlink",
+        "install",
+        {"superlink_image_source": "load"},
+        ["'load' needs an archive path"],
+    ),
+    "image-source-choice": (
+        "supernode",
+        "install",
+        {"supernode_image_source": "registry"},
+        ["supernode_image_source", "registry", "pull, build, load"],
+    ),
+    "framework": (
+        "supernode",
+        "install",
+        {"supernode_framework": "jax"},
+        ["supernode_framework='jax'", "sklearn, pytorch, tensorflow"],
+    ),
+    "superlink-address-missing": (
+        "supernode",
+        "configure",
+        {},
+        ["supernode_superlink_address=''", "host:port"],
+    ),
+    "superlink-address-no-port": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5"},
+        ["supernode_superlink_address='10.0.0.5'", "host:port"],
+    ),
+    "node-config-key": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5:9092", "supernode_node_config": {"a b": 1}},
+        ["key 'a b' is not allowed"],
+    ),
+    "node-config-value": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5:9092", "supernode_node_config": {"k": [1]}},
+        ["value of 'k' is a list"],
+    ),
+    "max-retries-type": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5:9092", "supernode_max_retries": "many"},
+        ["supernode_max_retries", "many", "int"],
+    ),
+    "docker-source": (
+        "docker",
+        "install",
+        {"docker_source": "snap"},
+        ["docker_source", "snap", "ce, distribution"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_refused_before_any_change(case, tmp_path):
+    role, phase, extra, expected = CASES[case]
+    workdir = tmp_path / "flower"
+    workdir.mkdir()
+    variables = {
+        "role": role,
+        "phase": phase,
+        f"{role}_dir": str(workdir),
+        "ansible_python_interpreter": sys.executable,
+        **extra,
+    }
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "tests/integration/playbooks/phase.yml",
+            "-i",
+            "localhost,",
+            "-e",
+            json.dumps(variables),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_STDOUT_CALLBACK": "default"},
+        check=False,
+    )
+    output = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0, output
+    for text in expected:
+        assert text in output, f"{text!r} not in the error output:\n{output}"
+    assert "changed=0" in output, output
+    assert list(workdir.iterdir()) == []
