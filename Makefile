@@ -24,7 +24,7 @@ MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(
 	molecule $(2) -s $(1)
 DEMO_ID := demo
 
-.PHONY: help bootstrap images lint unit molecule test demo demo-down bench e2e-latest docs build
+.PHONY: help bootstrap images images-frameworks demo-up demo-destroy lint unit molecule test demo demo-down bench e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
@@ -48,6 +48,7 @@ lint: bootstrap
 	$(ACTIVATE) ansible-lint --offline --profile production
 	$(ACTIVATE) ruff check . && ruff format --check .
 	$(ACTIVATE) python tools/role_docs.py check
+	$(ACTIVATE) antsibull-changelog lint
 
 unit: bootstrap
 	$(ACTIVATE) python -m pytest -q tests/unit tests/integration --ignore=tests/unit/test_demo_task.py
@@ -60,6 +61,19 @@ molecule: images
 	done
 
 test: lint unit molecule
+
+# The pytorch and tensorflow variants (not in CI: PyPI's torch is a CUDA build of several GB).
+images-frameworks: images
+	$(ACTIVATE) ansible-playbook playbooks/build_images.yml \
+	  -e ansible_python_interpreter=$(CURDIR)/$(VENV)/bin/python \
+	  -e flower_images_version=$(FLOWER_VERSION) \
+	  -e flower_images_base_image=local/debian:bookworm \
+	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt \
+	  -e '{"flower_images_frameworks": ["pytorch", "tensorflow"]}'
+	docker run --rm --entrypoint python3 localhost/flower-supernode:$(FLOWER_VERSION)-pytorch \
+	  -c 'import flwr, torch; print("pytorch variant:", flwr.__version__, torch.__version__)'
+	docker run --rm --entrypoint python3 localhost/flower-supernode:$(FLOWER_VERSION)-tensorflow \
+	  -c 'import flwr, tensorflow as tf; print("tensorflow variant:", flwr.__version__, tf.__version__)'
 
 demo: images
 	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) demo-up
