@@ -93,9 +93,11 @@ demo-destroy:
 bench: images
 	$(ACTIVATE) python bench/federation.py --flwr-python $(FLWR_PY)
 
-# The end-to-end scenario with another Flower release (default: the newest on PyPI).
-e2e-latest:
-	v=$${LATEST:-$$($(VENV)/bin/pip index versions flwr 2>/dev/null | sed -n 's/^flwr (\(.*\))$$/\1/p')}; \
+# The end-to-end scenario with another Flower release: LATEST=x.y.z, by default the newest
+# release pip can install here (its resolver skips releases whose dependencies it cannot get).
+e2e-latest: bootstrap
+	v=$${LATEST:-$$($(VENV)/bin/pip install --dry-run --ignore-installed --quiet --report - flwr 2>/dev/null \
+	  | $(VENV)/bin/python -c 'import json,sys; print(next(i["metadata"]["version"] for i in json.load(sys.stdin)["install"] if i["metadata"]["name"] == "flwr"))')}; \
 	echo "== Flower $$v"; \
 	$(MAKE) --no-print-directory FLOWER_VERSION=$$v SCENARIOS=e2e molecule
 

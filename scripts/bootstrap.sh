@@ -44,9 +44,10 @@ make_venv() {  # make_venv DIR STAMP-TEXT PIP-ARGS...
   log "virtualenv $dir"
   rm -rf "$dir"
   python3 -m venv "$dir"
-  "$dir/bin/pip" install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-  "$dir/bin/pip" install -q "$@" 2>&1 | grep -v "is ignored" || true
-  "$dir/bin/python" -c 'import sys' && echo "$want" >"$dir/.stamp"
+  # pip's failures must stop us; only its noise about this machine's local indexes is dropped.
+  "$dir/bin/pip" install -q --upgrade pip 2> >(grep -v "is ignored" >&2)
+  "$dir/bin/pip" install -q "$@" 2> >(grep -v "is ignored" >&2)
+  echo "$want" >"$dir/.stamp"
 }
 
 extract_collections() {
@@ -54,7 +55,7 @@ extract_collections() {
   if [ -f "$dest/.stamp" ] && [ "$(cat "$dest/.stamp")" = "$want" ]; then return 0; fi
   log "collections ${COLLECTIONS[*]} from ansible==$ANSIBLE_BUNDLE_VERSION"
   local tmp; tmp=$(mktemp -d)
-  .venv/bin/pip download -q --no-deps "ansible==$ANSIBLE_BUNDLE_VERSION" -d "$tmp" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/pip download -q --no-deps "ansible==$ANSIBLE_BUNDLE_VERSION" -d "$tmp" 2> >(grep -v "is ignored" >&2)
   rm -rf "$ROOT/.collections"
   .venv/bin/python - "$tmp" "$ROOT/.collections" "${COLLECTIONS[@]}" <<'PY'
 import glob, sys, zipfile

@@ -16,6 +16,27 @@ What it does:
    ``> --min-accuracy``; final accuracy ``>`` the first round's accuracy (with a single round:
    ``>`` the initial model's accuracy, from the ``INITIAL`` line).
 
+Two generations of the ``flwr`` CLI are supported; which one is installed is detected from the
+usage line of ``flwr ls --help`` (``[APP] [FEDERATION]`` or ``[SUPERLINK]``), falling back to
+``flwr --version`` (1.26 is the first of the new kind):
+
+* flwr <= 1.25: the SuperLink is the federation ``FED`` of ``APP/pyproject.toml``
+  (``[tool.flwr.federations.FED]``); ``--address``/``--root-certificates`` become
+  ``--federation-config`` overrides, so the federation must already declare those keys.
+* flwr >= 1.26: the SuperLink is a *connection* ``[superlink.FED]`` in
+  ``$FLWR_HOME/config.toml``, and ``flwr ls``/``flwr log`` take only ``[SUPERLINK]``.
+  If the app declares ``[tool.flwr.federations.FED]`` or ``--address`` is given, that
+  connection is written to a temporary ``FLWR_HOME`` (the federation's keys, then ``--address``
+  and ``--root-certificates`` on top; a relative certificate path is resolved against ``APP``),
+  so the user's own ``~/.flwr`` is neither read nor written. Otherwise ``FED`` must name a
+  connection in the user's Flower configuration (``$FLWR_HOME/config.toml``, else
+  ``~/.flwr/config.toml``), which must exist: the checker does not let flwr create it.
+  ``flwr run`` of an app whose ``pyproject.toml`` still has ``[tool.flwr.federations]`` moves
+  that table into the Flower configuration and comments it out in the app (a one-way
+  migration), so the app is submitted from a temporary copy without that table; the app
+  directory itself is never modified. All CLI calls run in the temporary directory, because
+  these versions also look for a ``pyproject.toml`` in the working directory.
+
 Progress lines written by the ServerApp (see demo/sklearn), ANSI colour codes and the log
 prefix (``INFO :``) may surround them::
 
@@ -46,11 +67,14 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +94,11 @@ EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
 
 CLI_TIMEOUT = 60.0  # seconds for one short flwr call (run submission, ls, log --show)
+# First flwr release that reads SuperLink connections from $FLWR_HOME/config.toml (only used
+# when the usage line of `flwr ls --help` names neither FEDERATION nor SUPERLINK).
+CONNECTIONS_SINCE = (1, 26)
+# Not copied into the temporary app copy (flwr >= 1.26): never part of a FAB.
+APP_COPY_IGNORE = (".flwr", ".git", "__pycache__", ".venv*", "*.fab", ".*_cache")
 
 
 class CliError(RuntimeError):
@@ -208,11 +237,14 @@ def find_flwr() -> str:
     return found
 
 
-def cli_env() -> dict[str, str]:
-    """Environment for flwr calls: no telemetry, unbuffered output (for --stream via a pipe)."""
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for flwr calls: no telemetry or update check, unbuffered output (for
+    --stream via a pipe), plus ``extra`` (a temporary FLWR_HOME)."""
     env = dict(os.environ)
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    env.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")  # flwr >= 1.28 asks api.flower.ai
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
@@ -234,33 +266,269 @@ def federation_overrides(address: str | None, root_certificates: str | None) -> 
     return args
 
 
-def run_cli(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run one flwr command with a timeout."""
-    try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=cli_env(), check=False
-        )
-    except subprocess.TimeoutExpired as err:
-        raise CliError(f"timed out after {timeout:.0f}s: {' '.join(cmd)}") from err
+# ---- which flwr CLI generation --------------------------------------------------------------
+
+VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+USAGE_RE = re.compile(r"Usage:\s*flwr\s+\S+\s+(?P<args>.*)")
 
 
-def run_json(cmd: list[str], timeout: float = CLI_TIMEOUT) -> dict[str, Any]:
-    """Run a flwr command with ``--format json`` and return the JSON object it prints."""
-    proc = run_cli(cmd, timeout)
-    out = strip_ansi(proc.stdout)
-    start = out.find("{")
-    if start < 0:
-        raise CliError(
-            f"no JSON from {' '.join(cmd)} (rc {proc.returncode}): "
-            f"{(out + proc.stderr).strip()[-2000:]}"
-        )
+def parse_flwr_version(text: str) -> tuple[int, ...] | None:
+    """``Flower version: 1.41.0`` (``flwr --version``) -> (1, 41, 0); None if absent."""
+    m = VERSION_RE.search(strip_ansi(text))
+    if m is None:
+        return None
+    return tuple(int(part) for part in m.groups() if part is not None)
+
+
+def usage_arguments(help_text: str) -> list[str] | None:
+    """Argument names of the ``Usage:`` line of ``flwr <cmd> --help``.
+
+    ``Usage: flwr ls [OPTIONS] [APP] [FEDERATION]`` -> ``["APP", "FEDERATION"]``; None if
+    there is no usage line.
+    """
+    for line in strip_ansi(help_text).splitlines():
+        m = USAGE_RE.search(line)
+        if m:
+            names = (word.strip("[]") for word in m["args"].split())
+            return [n for n in names if n and n != "OPTIONS" and not n.startswith("...")]
+    return None
+
+
+def uses_superlink_connections(ls_usage: list[str] | None, version: tuple[int, ...] | None) -> bool:
+    """True for a flwr CLI that addresses SuperLink connections from $FLWR_HOME/config.toml
+    (``flwr ls [SUPERLINK]``), False for the pyproject federations of flwr <= 1.25
+    (``flwr ls [APP] [FEDERATION]``). The usage line decides; the version breaks a tie."""
+    if ls_usage is not None:
+        if "SUPERLINK" in ls_usage:
+            return True
+        if "FEDERATION" in ls_usage:
+            return False
+    return version is not None and version >= CONNECTIONS_SINCE
+
+
+# ---- SuperLink connection for flwr >= 1.26 --------------------------------------------------
+
+BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def toml_key(key: str) -> str:
+    """A TOML key: bare if possible, else a quoted string."""
+    return key if BARE_KEY_RE.match(key) else json.dumps(key)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value for a str, bool, int, float or list of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise ValueError(f"unsupported value in a SuperLink connection: {value!r}")
+
+
+def superlink_connection(
+    federation: dict[str, Any] | None,
+    app_dir: Path,
+    address: str | None,
+    root_certificates: str | None,
+) -> dict[str, Any] | None:
+    """The ``[superlink.<name>]`` table for flwr >= 1.26, or None (use the user's config).
+
+    Starts from the app's ``[tool.flwr.federations.<name>]`` (as flwr's own migration does:
+    a relative ``root-certificates`` is resolved against the app directory, a federation with
+    ``options`` but no ``address`` is the local simulation ``:local:``) and sets ``address`` /
+    ``root-certificates`` from the command line on top.
+    """
+    if federation is None and not address:
+        return None
+    conn = dict(federation or {})
+    if "options" in conn and "address" not in conn:
+        conn["address"] = ":local:"
+    certs = conn.get("root-certificates")
+    if isinstance(certs, str) and not Path(certs).expanduser().is_absolute():
+        conn["root-certificates"] = str((app_dir / certs).expanduser().resolve())
+    if address:
+        conn["address"] = address
+    if root_certificates:
+        conn["root-certificates"] = str(Path(root_certificates).expanduser().resolve())
+    return conn
+
+
+def flower_config_toml(name: str, conn: dict[str, Any]) -> str:
+    """A ``$FLWR_HOME/config.toml`` with the one connection ``name`` as default.
+
+    Nested tables (``options``) are written as dotted keys, as flwr itself writes them.
+    """
+
+    def flat(prefix: str, table: dict[str, Any]) -> list[str]:
+        lines: list[str] = []
+        for key, value in table.items():
+            dotted = f"{prefix}{toml_key(str(key))}"
+            if isinstance(value, dict):
+                lines += flat(dotted + ".", value)
+            else:
+                lines.append(f"{dotted} = {toml_value(value)}")
+        return lines
+
+    body = "\n".join(flat("", conn))
+    return f"[superlink]\ndefault = {json.dumps(name)}\n\n[superlink.{toml_key(name)}]\n{body}\n"
+
+
+TABLE_HEADER_RE = re.compile(r"^\s*\[\[?\s*(?P<name>[^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def strip_federations(pyproject_text: str) -> str:
+    """``pyproject.toml`` text without the ``[tool.flwr.federations...]`` tables.
+
+    Works on table headers (the only way ``pyproject.toml`` files of Flower apps declare
+    federations); a federations table written inline under ``[tool.flwr]`` is not handled.
+    """
+    out: list[str] = []
+    skipping = False
+    for line in pyproject_text.splitlines(keepends=True):
+        m = TABLE_HEADER_RE.match(line)
+        if m:
+            name = re.sub(r"\s*\.\s*", ".", m["name"]).replace('"', "")
+            skipping = name == "tool.flwr.federations" or name.startswith("tool.flwr.federations.")
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+# ---- calling flwr ---------------------------------------------------------------------------
+
+
+@dataclass
+class FlwrCli:
+    """How to call the installed flwr CLI for one app and federation/connection.
+
+    ``run_target``: the APP and FEDERATION/SUPERLINK arguments of ``flwr run``;
+    ``admin_target``: those of ``flwr ls``/``flwr log``; ``overrides``: ``--federation-config``
+    arguments (flwr <= 1.25); ``env``/``cwd``: temporary FLWR_HOME and working directory.
+    """
+
+    exe: str
+    version: str
+    connections: bool
+    run_target: list[str]
+    admin_target: list[str]
+    overrides: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+    def run_cmd(self, run_config: str | None) -> list[str]:
+        cmd = [self.exe, "run", *self.run_target, "--format", "json", *self.overrides]
+        return cmd + (["--run-config", run_config] if run_config else [])
+
+    def ls_cmd(self, run_id: str) -> list[str]:
+        target = self.admin_target
+        return [self.exe, "ls", *target, "--run-id", run_id, "--format", "json", *self.overrides]
+
+    def log_cmd(self, run_id: str, follow: bool) -> list[str]:
+        mode = "--stream" if follow else "--show"
+        return [self.exe, "log", run_id, *self.admin_target, mode, *self.overrides]
+
+    def call(self, cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """Run one flwr command with a timeout."""
+        try:
+            return subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=cli_env(self.env),
+                cwd=self.cwd,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise CliError(f"timed out after {timeout:.0f}s: {' '.join(cmd)}") from err
+
+    def json(self, cmd: list[str], timeout: float = CLI_TIMEOUT) -> dict[str, Any]:
+        """Run a flwr command with ``--format json`` and return the JSON object it prints."""
+        proc = self.call(cmd, timeout)
+        out = strip_ansi(proc.stdout)
+        start = out.find("{")
+        if start < 0:
+            raise CliError(
+                f"no JSON from {' '.join(cmd)} (rc {proc.returncode}): "
+                f"{(out + proc.stderr).strip()[-2000:]}"
+            )
+        try:
+            data, _ = json.JSONDecoder().raw_decode(out[start:])
+        except json.JSONDecodeError as err:
+            raise CliError(f"invalid JSON from {' '.join(cmd)}: {err}: {out[-2000:]}") from err
+        if not isinstance(data, dict):
+            raise CliError(f"unexpected JSON from {' '.join(cmd)}: {data!r}")
+        return data
+
+    def follow(self, run_id: str) -> LogFollower:
+        """``flwr log RUN_ID ... --stream`` in the background."""
+        return LogFollower(self.log_cmd(run_id, follow=True), cli_env(self.env), self.cwd)
+
+
+def user_flwr_home() -> Path:
+    """The user's Flower home: ``$FLWR_HOME``, else ``~/.flwr`` (as flwr >= 1.26 finds it)."""
+    return Path(os.environ.get("FLWR_HOME") or Path.home() / ".flwr")
+
+
+def detect_cli(
+    exe: str,
+    app_dir: Path,
+    federation: str,
+    address: str | None,
+    root_certificates: str | None,
+    workdir: Path,
+) -> FlwrCli:
+    """Find out which flwr CLI ``exe`` is and prepare its arguments (see module docstring)."""
+    probe = FlwrCli(exe, "", False, [], [], cwd=str(workdir))
+    version_text = probe.call([exe, "--version"], CLI_TIMEOUT).stdout
+    help_proc = probe.call([exe, "ls", "--help"], CLI_TIMEOUT)
+    version = parse_flwr_version(version_text)
+    version_str = ".".join(map(str, version)) if version else strip_ansi(version_text).strip()
+    app = str(app_dir.resolve())
+    if not uses_superlink_connections(usage_arguments(help_proc.stdout), version):
+        overrides = federation_overrides(address, root_certificates)
+        return FlwrCli(exe, version_str, False, [app, federation], [app, federation], overrides)
+
+    pyproject = app_dir / "pyproject.toml"
     try:
-        data, _ = json.JSONDecoder().raw_decode(out[start:])
-    except json.JSONDecodeError as err:
-        raise CliError(f"invalid JSON from {' '.join(cmd)}: {err}: {out[-2000:]}") from err
-    if not isinstance(data, dict):
-        raise CliError(f"unexpected JSON from {' '.join(cmd)}: {data!r}")
-    return data
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise CliError(f"cannot read {pyproject}: {err}") from err
+    federations = project.get("tool", {}).get("flwr", {}).get("federations")
+    run_app = app
+    if isinstance(federations, dict):
+        # keep flwr's one-way migration away from the app: submit a copy without the table
+        copy = workdir / "app"
+        shutil.copytree(app_dir, copy, ignore=shutil.ignore_patterns(*APP_COPY_IGNORE))
+        text = (copy / "pyproject.toml").read_text(encoding="utf-8")
+        (copy / "pyproject.toml").write_text(strip_federations(text), encoding="utf-8")
+        run_app = str(copy)
+    fed_table = federations.get(federation) if isinstance(federations, dict) else None
+    conn = superlink_connection(
+        fed_table if isinstance(fed_table, dict) else None, app_dir, address, root_certificates
+    )
+    env: dict[str, str] = {}
+    if conn is None:
+        # FED must be a connection of the user's own Flower configuration; do not let flwr
+        # create a default one there
+        user_config = user_flwr_home() / "config.toml"
+        if not user_config.is_file():
+            raise CliError(
+                f"'{federation}' is not a federation in {pyproject} and --address is not"
+                f" given, and there is no Flower configuration {user_config} to look it up in"
+            )
+    else:
+        home = workdir / "flwr-home"
+        home.mkdir()
+        (home / "config.toml").write_text(flower_config_toml(federation, conn), encoding="utf-8")
+        env["FLWR_HOME"] = str(home)
+    return FlwrCli(
+        exe, version_str, True, [run_app, federation], [federation], env=env, cwd=str(workdir)
+    )
 
 
 def cli_error_message(answer: dict[str, Any]) -> str:
@@ -273,7 +541,7 @@ def cli_error_message(answer: dict[str, Any]) -> str:
 class LogFollower:
     """``flwr log RUN_ID --stream`` in a child process; lines are read by a thread."""
 
-    def __init__(self, cmd: list[str]) -> None:
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: str | None) -> None:
         self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
         self.proc = subprocess.Popen(
             cmd,
@@ -281,7 +549,8 @@ class LogFollower:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=cli_env(),
+            env=env,
+            cwd=cwd,
         )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -348,6 +617,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # flwr >= 1.26: temporary FLWR_HOME, app copy and working directory of the CLI calls
+    with tempfile.TemporaryDirectory(prefix="flwr-run-check-") as workdir:
+        return check_run(args, Path(workdir))
+
+
+def check_run(args: argparse.Namespace, workdir: Path) -> int:
+    """Submit, follow and check one run (steps 1-4 of the module docstring)."""
     t0 = time.monotonic()
     deadline = t0 + args.timeout
     app = str(args.app_dir)
@@ -363,17 +639,23 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        flwr = find_flwr()
-        fed_args = federation_overrides(args.address, args.root_certificates)
-    except (CliError, ValueError) as err:
+        cli = detect_cli(
+            find_flwr(),
+            args.app_dir,
+            args.federation,
+            args.address,
+            args.root_certificates,
+            workdir,
+        )
+    except (CliError, ValueError, OSError) as err:
         return finish(EXIT_ERROR, str(err))
+    result["flwr_version"] = cli.version
+    result["cli_style"] = "superlink-connection" if cli.connections else "pyproject-federation"
 
     # 1. submit
-    cmd = [flwr, "run", app, args.federation, "--format", "json", *fed_args]
-    if args.run_config:
-        cmd += ["--run-config", args.run_config]
+    cmd = cli.run_cmd(args.run_config)
     try:
-        submitted = run_json(cmd, timeout=min(CLI_TIMEOUT, max(1.0, deadline - time.monotonic())))
+        submitted = cli.json(cmd, timeout=min(CLI_TIMEOUT, max(1.0, deadline - time.monotonic())))
     except CliError as err:
         return finish(EXIT_ERROR, f"submission failed: {err}")
     if not submitted.get("success") or not submitted.get("run-id"):
@@ -387,16 +669,19 @@ def main(argv: list[str] | None = None) -> int:
     run_id = str(submitted["run-id"])
     t_submit = time.monotonic()
     result["run_id"] = run_id
-    print(f"run {run_id} submitted to federation '{args.federation}'", flush=True)
+    target = "SuperLink connection" if cli.connections else "federation"
+    print(
+        f"run {run_id} submitted to {target} '{args.federation}' (flwr {cli.version})", flush=True
+    )
     print(f"{'round':>5}  {'loss':>8}  {'accuracy':>8}  {'t':>8}", flush=True)
 
     # 2. follow the log and poll the status
     follower = None
     if not args.no_stream:
-        follower = LogFollower([flwr, "log", run_id, app, args.federation, "--stream", *fed_args])
+        follower = cli.follow(run_id)
     arrivals: dict[int, float] = {}
     printed: set[int] = set()
-    ls_cmd = [flwr, "ls", app, args.federation, "--run-id", run_id, "--format", "json", *fed_args]
+    ls_cmd = cli.ls_cmd(run_id)
     run_info: dict[str, Any] = {}
     status = ""
     next_poll = 0.0
@@ -414,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_poll:
                 next_poll = now + args.poll_interval
                 try:
-                    listing = run_json(ls_cmd, timeout=min(CLI_TIMEOUT, max(1.0, deadline - now)))
+                    listing = cli.json(ls_cmd, timeout=min(CLI_TIMEOUT, max(1.0, deadline - now)))
                 except CliError as err:
                     print(f"warning: {err}", file=sys.stderr, flush=True)
                     listing = {}
@@ -431,10 +716,11 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
             if time.monotonic() >= deadline:
+                stop = shlex.join(["flwr", "stop", run_id, *cli.admin_target, *cli.overrides])
                 return finish(
                     EXIT_ERROR,
                     f"timeout after {args.timeout:.0f}s, run {run_id} status '{status}' "
-                    f"(still running on the SuperLink; stop it with: flwr stop {run_id})",
+                    f"(still running on the SuperLink; stop it with: {stop})",
                 )
             time.sleep(0.2)
     finally:
@@ -448,9 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. authoritative full log
     log_text = ""
     try:
-        proc = run_cli(
-            [flwr, "log", run_id, app, args.federation, "--show", *fed_args], CLI_TIMEOUT
-        )
+        proc = cli.call(cli.log_cmd(run_id, follow=False), CLI_TIMEOUT)
         log_text = proc.stdout
     except CliError as err:
         print(f"warning: {err}", file=sys.stderr, flush=True)
@@ -494,7 +778,9 @@ def main(argv: list[str] | None = None) -> int:
         tail = [line for line in strip_ansi(log_text).splitlines() if line.strip()][-15:]
         if tail:
             print("last lines of the ServerApp log:", *tail, sep="\n  ", file=sys.stderr)
-        return finish(EXIT_CHECK_FAILED, f"run {run_id} ended with status '{status}'")
+        details = str(run_info.get("status-details") or "")  # flwr >= 1.26
+        details = f" ({details})" if details and details != "N/A" else ""
+        return finish(EXIT_CHECK_FAILED, f"run {run_id} ended with status '{status}'{details}")
     passed, reasons = check_rounds(parsed, args.min_rounds, args.min_accuracy)
     if not passed:
         return finish(EXIT_CHECK_FAILED, "; ".join(reasons))

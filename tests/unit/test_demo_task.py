@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -280,3 +281,242 @@ def test_federation_overrides_quote_values_for_toml() -> None:
     assert args == ["--federation-config", 'address="127.0.0.1:19093"']
     with pytest.raises(ValueError):
         check.federation_overrides('bad"addr', None)
+
+
+# ------------------------------------------------------------------------------------------
+# flwr_run_check.py: flwr CLI generations (1.25 pyproject federations, >= 1.26 connections)
+# ------------------------------------------------------------------------------------------
+
+LS_HELP_125 = (
+    " Usage: flwr ls [OPTIONS] [APP] [FEDERATION]" + " " * 36 + "\n\n"
+    " List the details of one provided run ID or all runs (alias: ls).\n"
+)
+LS_HELP_141 = f"""
+ {ESC}[1mUsage: flwr ls [OPTIONS] [SUPERLINK]{ESC}[0m
+
+╭─ Arguments ──────────────────────╮
+│   superlink      [SUPERLINK]     │
+"""
+LOG_HELP_141 = " Usage: flwr log [OPTIONS] RUN_ID [SUPERLINK]\n"
+
+DEMO_PYPROJECT = """[project]
+name = "demo"
+version = "1.0.0"
+
+[tool.flwr.app]
+publisher = "ops"
+
+[tool.flwr.app.config]
+num-server-rounds = 3
+
+[tool.flwr.federations]
+default = "local"
+
+# plain text
+[tool.flwr.federations.local]
+address = "127.0.0.1:9093"
+insecure = true
+
+[ tool.flwr.federations."tls" ]  # spaces and a quoted key
+address = "superlink:9093"
+root-certificates = "certs/ca.crt"
+
+[tool.flwr.federations.sim.options]
+num-supernodes = 10
+
+[tool.other]
+kept = true
+"""
+
+
+def test_parse_flwr_version() -> None:
+    assert check.parse_flwr_version("Flower version: 1.41.0\n") == (1, 41, 0)
+    assert check.parse_flwr_version(f"{ESC}[1mFlower version: 1.25.0{ESC}[0m") == (1, 25, 0)
+    assert check.parse_flwr_version("no version here") is None
+
+
+def test_usage_arguments() -> None:
+    assert check.usage_arguments(LS_HELP_125) == ["APP", "FEDERATION"]
+    assert check.usage_arguments(LS_HELP_141) == ["SUPERLINK"]
+    assert check.usage_arguments(LOG_HELP_141) == ["RUN_ID", "SUPERLINK"]
+    assert check.usage_arguments("Error: no such command") is None
+
+
+def test_cli_generation_from_usage_then_version() -> None:
+    detect = check.uses_superlink_connections
+    assert detect(["APP", "FEDERATION"], (1, 25, 0)) is False
+    assert detect(["SUPERLINK"], (1, 41, 0)) is True
+    # the usage line wins over the version ...
+    assert detect(["SUPERLINK"], None) is True
+    assert detect(["APP", "FEDERATION"], (1, 99)) is False
+    # ... which decides only when the usage line says nothing
+    assert detect(None, (1, 26, 0)) is True
+    assert detect([], (1, 25, 0)) is False
+    assert detect(None, None) is False
+
+
+def test_strip_federations_keeps_everything_else() -> None:
+    out = check.strip_federations(DEMO_PYPROJECT)
+    assert "federations" not in out
+    assert "9093" not in out and "num-supernodes" not in out
+    data = tomllib.loads(out)
+    assert data["tool"]["flwr"]["app"]["config"] == {"num-server-rounds": 3}
+    assert data["tool"]["other"] == {"kept": True}
+    assert data["project"]["name"] == "demo"
+    assert check.strip_federations("[project]\nname = 'x'\n") == "[project]\nname = 'x'\n"
+
+
+def test_superlink_connection_from_federation_and_overrides(tmp_path: Path) -> None:
+    feds = tomllib.loads(DEMO_PYPROJECT)["tool"]["flwr"]["federations"]
+    conn = check.superlink_connection
+    # pyproject federation as it is
+    assert conn(feds["local"], tmp_path, None, None) == {
+        "address": "127.0.0.1:9093",
+        "insecure": True,
+    }
+    # --address on top
+    assert conn(feds["local"], tmp_path, "127.0.0.1:8000", None)["address"] == "127.0.0.1:8000"
+    # relative root-certificates resolved against the app dir, as flwr's migration does
+    tls = conn(feds["tls"], tmp_path, None, None)
+    assert tls["root-certificates"] == str((tmp_path / "certs" / "ca.crt").resolve())
+    assert conn(feds["tls"], tmp_path, None, "/etc/ca.pem")["root-certificates"] == "/etc/ca.pem"
+    # simulation federation: the local SuperLink
+    assert conn(feds["sim"], tmp_path, None, None) == {
+        "options": {"num-supernodes": 10},
+        "address": ":local:",
+    }
+    # no federation in pyproject: --address alone, or the user's own Flower configuration
+    assert conn(None, tmp_path, "10.0.0.5:8000", None) == {"address": "10.0.0.5:8000"}
+    assert conn(None, tmp_path, None, None) is None
+    # the input table is not modified
+    assert feds["local"]["address"] == "127.0.0.1:9093"
+
+
+def test_flower_config_toml_round_trips() -> None:
+    text = check.flower_config_toml(
+        "my fed",
+        {
+            "address": "127.0.0.1:8000",
+            "insecure": True,
+            "root-certificates": 'C:\\certs\\"ca".pem',
+            "options": {"num-supernodes": 10, "backend": {"client-resources": {"num-cpus": 0.5}}},
+        },
+    )
+    assert "options.backend.client-resources.num-cpus = 0.5" in text
+    data = tomllib.loads(text)
+    assert data["superlink"]["default"] == "my fed"
+    assert data["superlink"]["my fed"] == {
+        "address": "127.0.0.1:8000",
+        "insecure": True,
+        "root-certificates": 'C:\\certs\\"ca".pem',
+        "options": {"num-supernodes": 10, "backend": {"client-resources": {"num-cpus": 0.5}}},
+    }
+    with pytest.raises(ValueError):
+        check.flower_config_toml("x", {"address": None})
+
+
+def test_command_lines_of_both_cli_generations() -> None:
+    old = check.FlwrCli(
+        "flwr",
+        "1.25.0",
+        False,
+        ["/app", "local"],
+        ["/app", "local"],
+        check.federation_overrides("127.0.0.1:9093", None),
+    )
+    fed = ["--federation-config", 'address="127.0.0.1:9093"']
+    assert old.run_cmd("num-server-rounds=1") == [
+        "flwr", "run", "/app", "local", "--format", "json", *fed,
+        "--run-config", "num-server-rounds=1",
+    ]  # fmt: skip
+    assert old.ls_cmd("7") == [
+        "flwr", "ls", "/app", "local", "--run-id", "7", "--format", "json", *fed,
+    ]  # fmt: skip
+    assert old.log_cmd("7", follow=True) == ["flwr", "log", "7", "/app", "local", "--stream", *fed]
+    new = check.FlwrCli("flwr", "1.41.0", True, ["/work/app", "local"], ["local"])
+    assert new.run_cmd(None) == ["flwr", "run", "/work/app", "local", "--format", "json"]
+    assert new.ls_cmd("7") == ["flwr", "ls", "local", "--run-id", "7", "--format", "json"]
+    assert new.log_cmd("7", follow=False) == ["flwr", "log", "7", "local", "--show"]
+
+
+FAKE_FLWR = """#!/bin/sh
+# stands in for flwr: `--version` and `ls --help` of the generation in $FAKE_GEN
+if [ "$1" = "--version" ]; then echo "Flower version: $FAKE_VERSION"; exit 0; fi
+if [ "$FAKE_GEN" = new ]; then echo " Usage: flwr ls [OPTIONS] [SUPERLINK]";
+else echo " Usage: flwr ls [OPTIONS] [APP] [FEDERATION]"; fi
+"""
+
+
+@pytest.mark.parametrize(
+    ("gen", "version", "address"),
+    [("old", "1.25.0", "127.0.0.1:9093"), ("new", "1.41.0", "127.0.0.1:8000")],
+)
+def test_detect_cli_prepares_temp_home_and_app_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gen: str, version: str, address: str
+) -> None:
+    app = tmp_path / "app"
+    (app / "pkg").mkdir(parents=True)
+    (app / "pkg" / "__init__.py").write_text("")
+    (app / ".flwr").mkdir()
+    (app / "pyproject.toml").write_text(DEMO_PYPROJECT)
+    flwr = tmp_path / "flwr"
+    flwr.write_text(FAKE_FLWR)
+    flwr.chmod(0o755)
+    monkeypatch.setenv("FAKE_GEN", gen)
+    monkeypatch.setenv("FAKE_VERSION", version)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    cli = check.detect_cli(str(flwr), app, "local", address, None, work)
+
+    assert cli.version == version
+    assert (app / "pyproject.toml").read_text() == DEMO_PYPROJECT  # never modified
+    if gen == "old":
+        assert not cli.connections
+        assert cli.run_target == [str(app.resolve()), "local"] == cli.admin_target
+        assert cli.overrides == ["--federation-config", f'address="{address}"']
+        assert cli.env == {}
+        assert not (work / "app").exists()
+        return
+    assert cli.connections
+    copy = work / "app"
+    assert cli.run_target == [str(copy), "local"]
+    assert cli.admin_target == ["local"]
+    assert cli.overrides == []
+    assert cli.cwd == str(work)
+    assert (copy / "pkg" / "__init__.py").is_file()
+    assert not (copy / ".flwr").exists()
+    assert "federations" not in (copy / "pyproject.toml").read_text()
+    home = Path(cli.env["FLWR_HOME"])
+    assert home.parent == work
+    config = tomllib.loads((home / "config.toml").read_text())
+    assert config["superlink"] == {
+        "default": "local",
+        "local": {"address": address, "insecure": True},
+    }
+
+
+def test_detect_cli_uses_the_users_connection_only_if_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "pyproject.toml").write_text(DEMO_PYPROJECT)
+    flwr = tmp_path / "flwr"
+    flwr.write_text(FAKE_FLWR)
+    flwr.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("FAKE_GEN", "new")
+    monkeypatch.setenv("FAKE_VERSION", "1.41.0")
+    monkeypatch.setenv("FLWR_HOME", str(home))
+    (tmp_path / "w1").mkdir()
+    with pytest.raises(check.CliError, match="no Flower configuration"):
+        check.detect_cli(str(flwr), app, "prod", None, None, tmp_path / "w1")
+    assert not (home / "config.toml").exists()
+    (home / "config.toml").write_text('[superlink.prod]\naddress = "10.0.0.5:8000"\n')
+    (tmp_path / "w2").mkdir()
+    cli = check.detect_cli(str(flwr), app, "prod", None, None, tmp_path / "w2")
+    assert cli.env == {}  # the user's FLWR_HOME, untouched
+    assert cli.admin_target == ["prod"]
+    assert cli.run_target == [str(tmp_path / "w2" / "app"), "prod"]  # still a copy
