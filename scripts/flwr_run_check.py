@@ -423,9 +423,11 @@ class FlwrCli:
         cmd = [self.exe, "run", *self.run_target, "--format", "json", *self.overrides]
         return cmd + (["--run-config", run_config] if run_config else [])
 
-    def ls_cmd(self, run_id: str) -> list[str]:
+    def ls_cmd(self, run_id: str | None = None) -> list[str]:
+        """``flwr ls`` of one run, or of every run the SuperLink knows without ``run_id``."""
+        selection = ["--run-id", run_id] if run_id else []
         target = self.admin_target
-        return [self.exe, "ls", *target, "--run-id", run_id, "--format", "json", *self.overrides]
+        return [self.exe, "ls", *target, *selection, "--format", "json", *self.overrides]
 
     def log_cmd(self, run_id: str, follow: bool) -> list[str]:
         mode = "--stream" if follow else "--show"
@@ -612,6 +614,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--poll-interval", type=float, default=3.0, help="flwr ls poll interval")
     p.add_argument("--no-stream", action="store_true", help="do not follow the log while running")
     p.add_argument("--json-out", type=Path, help="write the result as JSON to this file")
+    p.add_argument(
+        "--list-runs",
+        action="store_true",
+        help="only print the runs the SuperLink knows (flwr ls) as a JSON list, submit nothing",
+    )
     return p.parse_args(argv)
 
 
@@ -620,6 +627,20 @@ def main(argv: list[str] | None = None) -> int:
     # flwr >= 1.26: temporary FLWR_HOME, app copy and working directory of the CLI calls
     with tempfile.TemporaryDirectory(prefix="flwr-run-check-") as workdir:
         return check_run(args, Path(workdir))
+
+
+def list_runs(cli: FlwrCli) -> int:
+    """Print every run the SuperLink knows as a JSON list (``--list-runs``)."""
+    try:
+        listing = cli.json(cli.ls_cmd())
+    except CliError as err:
+        print(f"FAIL: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    if not listing.get("success"):
+        print(f"FAIL: flwr ls: {cli_error_message(listing)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(listing.get("runs", []), indent=2))
+    return EXIT_OK
 
 
 def check_run(args: argparse.Namespace, workdir: Path) -> int:
@@ -651,6 +672,8 @@ def check_run(args: argparse.Namespace, workdir: Path) -> int:
         return finish(EXIT_ERROR, str(err))
     result["flwr_version"] = cli.version
     result["cli_style"] = "superlink-connection" if cli.connections else "pyproject-federation"
+    if args.list_runs:
+        return list_runs(cli)
 
     # 1. submit
     cmd = cli.run_cmd(args.run_config)

@@ -1,4 +1,8 @@
-"""End to end: the demo trains on the federation site.yml deployed, driven from the controller."""
+"""End to end: the demo trains on the federation site.yml deployed, driven from the controller.
+
+The tests run in file order: train; then reconfigure the running federation with site.yml (the
+SuperLink restarts with process isolation) and train again on the same SuperNodes.
+"""
 
 import json
 import os
@@ -12,12 +16,8 @@ testinfra_hosts = ["ansible://superlink"]
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
 FLWR_PYTHON = ROOT / f".venv-flwr-{VERSION}" / "bin" / "python"
-
-
-def test_both_supernodes_activated(host):
-    log = host.check_output("journalctl -u flower-superlink --no-pager -o cat")
-    nodes = set(re.findall(r"Activated node_id=(\d+)", log))
-    assert len(nodes) >= 2, f"SuperNodes seen by the SuperLink: {sorted(nodes)}"
+CHECKER = ROOT / "scripts" / "flwr_run_check.py"
+APP = ROOT / "demo" / "sklearn"
 
 
 def vm_address(host):
@@ -26,31 +26,79 @@ def vm_address(host):
     return facts["ansible_facts"]["ansible_default_ipv4"]["address"]
 
 
-def test_demo_trains_to_completion(host, tmp_path):
-    ip = vm_address(host)
-    result_file = tmp_path / "run.json"
-    cmd = [
-        str(FLWR_PYTHON),
-        str(ROOT / "scripts" / "flwr_run_check.py"),
-        str(ROOT / "demo" / "sklearn"),
-        "local",
-        "--address",
-        f"{ip}:9093",
-        "--min-rounds",
-        "3",
-        "--min-accuracy",
-        "0.85",
-        "--timeout",
-        "600",
-        "--json-out",
-        str(result_file),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=660, check=False)
+def flwr_check(host, *args, timeout=660):
+    address = f"{vm_address(host)}:9093"
+    cmd = [str(FLWR_PYTHON), str(CHECKER), str(APP), "local", "--address", address, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     sys.stdout.write(proc.stdout + proc.stderr)
+    return proc
+
+
+def train(host, tmp_path, rounds):
+    result_file = tmp_path / "run.json"
+    proc = flwr_check(
+        host,
+        "--run-config", f"num-server-rounds={rounds}",
+        "--min-rounds", str(rounds),
+        "--min-accuracy", "0.85",
+        "--json-out", str(result_file),
+    )  # fmt: skip
     assert proc.returncode == 0, "the demo run did not pass its checks"
-    result = json.loads(result_file.read_text())
+    return json.loads(result_file.read_text())
+
+
+def run_ids(host):
+    proc = flwr_check(host, "--list-runs", timeout=120)
+    assert proc.returncode == 0
+    return {str(run["run-id"]) for run in json.loads(proc.stdout)}
+
+
+def activated_nodes(host):
+    log = host.check_output("journalctl -u flower-superlink --no-pager -o cat")
+    return set(re.findall(r"Activated node_id=(\d+)", log))
+
+
+def test_both_supernodes_activated(host):
+    nodes = activated_nodes(host)
+    assert len(nodes) >= 2, f"SuperNodes seen by the SuperLink: {sorted(nodes)}"
+
+
+def test_demo_trains_to_completion(host, tmp_path):
+    result = train(host, tmp_path, rounds=3)
     assert result["status"] == "finished:completed"
     assert len(result["rounds"]) >= 3
     first, last = result["rounds"][0], result["rounds"][-1]
     assert last["accuracy"] > 0.85
     assert last["accuracy"] > first["accuracy"]
+
+
+def test_reconfiguration_keeps_nodes_and_history(host, tmp_path):
+    history = run_ids(host)
+    assert history, "the first run is not in the SuperLink's history"
+    proc = subprocess.run(
+        [
+            "ansible-playbook", "playbooks/site.yml",
+            "-i", f"{os.environ['MOLECULE_EPHEMERAL_DIRECTORY']}/inventory",
+            "--limit", "superlink",
+            "-e", "superlink_isolation=process",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    assert proc.returncode == 0
+    assert re.search(r"changed=[1-9]", proc.stdout), "site.yml did not apply the new setting"
+
+    running = "docker inspect -f '{{.State.Running}}' flower-superexec-serverapp"
+    assert host.check_output(running) == "true"
+    assert "process" in host.check_output("docker inspect -f '{{json .Args}}' flower-superlink")
+
+    # The SuperNodes were not touched: they reconnect to the restarted SuperLink by themselves
+    # (its state is in its database), and the ServerApp now runs in the SuperExec container.
+    # The demo waits for both nodes (min-nodes = 2), so a finished run shows they are back.
+    result = train(host, tmp_path, rounds=1)
+    assert result["status"] == "finished:completed"
+    after = run_ids(host)
+    assert history < after, "runs from before the restart are missing"
+    assert str(result["run_id"]) in after
