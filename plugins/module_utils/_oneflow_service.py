@@ -1,0 +1,515 @@
+# Copyright: opennebula.flower contributors
+# Apache License 2.0 (see LICENSE)
+#
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at
+# any time. Do not use this from other collections or standalone plugins/modules!
+"""What ``oneflow_service`` does, kept apart from AnsibleModule so it can be tested with fakes.
+
+Decisions (documented in the module too):
+
+* A service is identified by ``service_id`` or by ``name``; services in DONE are ignored when
+  matching by name (OneFlow 6.10/7.0 normally deletes the document at the end of an undeploy, a
+  DONE one is a leftover), so a new one is instantiated next to it.
+* A matched service in a FAILED_* state is handled per ``on_failed``: ``fail`` (default, with the
+  service's last error log lines), ``recover`` (``recover`` action, then wait for RUNNING) or
+  ``recreate`` (forced delete via ``recover`` with ``delete: true``, wait until it is gone,
+  instantiate again).
+* Scaling goes role by role (OneFlow scales only from RUNNING): ``POST /service/:id/scale`` then
+  wait through SCALING and COOLDOWN back to RUNNING. ``skip_cooldown`` sends ``recover`` when the
+  service enters COOLDOWN. min_vms/max_vms are checked before anything is sent (unless ``force``).
+* ``state: absent`` sends DELETE and waits until ``GET /service/:id`` answers 404 (the document
+  disappears at the end of the undeploy). DELETE is refused by OneFlow in FAILED_* and most
+  transient states: the module waits for a deletable state, or with ``force_delete`` uses the
+  ``recover`` + ``delete`` action, which deletes in any state.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.opennebula.flower.plugins.module_utils._one_common import (
+    SERVICE_FAILED_STATES,
+    SERVICE_STATES,
+    Backoff,
+    WaitTimeout,
+    normalize_expectations,
+    one_value,
+    service_state_name,
+    to_int,
+    unmet_expectations,
+    vm_summary,
+    wait_until,
+)
+from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import (
+    OneFlowError,
+    build_instantiate_merge,
+    cardinalities_of,
+    check_cardinalities,
+    document_body,
+    find_by_name,
+    service_errors,
+    service_node_ids,
+    service_state,
+    service_summary,
+    to_v7,
+)
+
+RUNNING = SERVICE_STATES.index("RUNNING")
+COOLDOWN = SERVICE_STATES.index("COOLDOWN")
+WARNING = SERVICE_STATES.index("WARNING")
+DONE = SERVICE_STATES.index("DONE")
+HOLD = SERVICE_STATES.index("HOLD")
+UNDEPLOYING_STATES = frozenset((3, 12))
+# States in which OneFlow accepts DELETE /service/:id (not transient, not failed, not DONE).
+DELETABLE_STATES = frozenset((0, RUNNING, WARNING, HOLD))
+
+
+class ServiceFailure(OneFlowError):
+    def __init__(self, message, result=None):
+        super().__init__(message)
+        self.result = result or {}
+
+
+def _role_at(doc, role, number):
+    for item in document_body(doc).get("roles") or []:
+        if item.get("name") == role:
+            return (
+                to_int(item.get("cardinality")) == number and len(item.get("nodes") or []) == number
+            )
+    return False
+
+
+def _state_text(doc):
+    state = service_state(doc)
+    return f"{service_state_name(state)} ({state})"
+
+
+class ServiceRunner:
+    def __init__(
+        self,
+        flow,
+        params,
+        check_mode=False,
+        oned=None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+        warn=None,
+    ):
+        self.flow = flow
+        self.params = params
+        self.check_mode = check_mode
+        self.oned = oned
+        self.sleep = sleep
+        self.clock = clock
+        self.warn = warn or (lambda message: None)
+        self.actions = []
+        self.changed = False
+        self.deadline = clock() + float(params.get("wait_timeout") or 0)
+        self.poll = Backoff("fixed", interval=float(params.get("poll_interval") or 5))
+
+    # ------------------------------------------------------------------------------ helpers
+    def remaining(self):
+        return max(0.0, self.deadline - self.clock())
+
+    def fail(self, message, doc=None):
+        result = {"changed": self.changed, "actions": self.actions}
+        if doc is not None:
+            result["service"] = service_summary(doc, prefix=self.prefix)
+        raise ServiceFailure(message, result)
+
+    @property
+    def prefix(self):
+        return self.params.get("published_prefix") or "FL_"
+
+    def find_service(self):
+        service_id = self.params.get("service_id")
+        if service_id is not None:
+            doc = self.flow.get_service(service_id, missing_ok=True)
+            if doc is None and self.params.get("state") == "present":
+                raise OneFlowError(
+                    f"service {service_id} does not exist (to create a service give a name, "
+                    "not an id)"
+                )
+            return doc
+        name = self.params.get("name")
+        matches = find_by_name(self.flow.list_services(), name, skip_states=(DONE,))
+        if len(matches) > 1:
+            ids = ", ".join(str(d.get("ID")) for d in matches)
+            raise OneFlowError(f"several services are named {name!r} (ids {ids}); use service_id")
+        return matches[0] if matches else None
+
+    def view(self, doc):
+        """The diff view of a service: name, state and cardinalities."""
+        if doc is None:
+            return {"state": "absent"}
+        return {
+            "name": doc.get("NAME"),
+            "state": service_state_name(service_state(doc)),
+            "roles": cardinalities_of(doc),
+        }
+
+    # -------------------------------------------------------------------------------- waits
+    def wait_state(
+        self,
+        service_id,
+        what,
+        skip_cooldown=False,
+        accept=(RUNNING,),
+        until=None,
+        after_recover=False,
+    ):
+        """Poll until the service is in ``accept`` (and ``until(doc)`` holds, when given); fail on
+        FAILED_*, undeploy and HOLD; return the last document.
+
+        ``after_recover``: right after a ``recover`` the old FAILED_* state may still be shown, so
+        it is tolerated until the service left it once, or for a grace period of 3 polls (15 s at
+        least).
+        """
+        recovered = set()
+        grace_until = self.clock() + max(15.0, 3 * self.poll.interval) if after_recover else None
+        seen = {"left_failed": False}
+
+        def check():
+            doc = self.flow.get_service(service_id, missing_ok=True)
+            if doc is None:
+                self.fail(f"service {service_id} disappeared while waiting for {what}")
+            state = service_state(doc)
+            if state in accept and (until is None or until(doc)):
+                return True, doc
+            if state in SERVICE_FAILED_STATES and grace_until is not None:
+                if not seen["left_failed"] and self.clock() < grace_until:
+                    return False, doc
+            elif state not in SERVICE_FAILED_STATES:
+                seen["left_failed"] = True
+            if state in SERVICE_FAILED_STATES:
+                errors = "; ".join(service_errors(doc)) or "no error in the service log"
+                state_text = _state_text(doc)
+                self.fail(
+                    f"service {service_id} is {state_text} while waiting for {what}: {errors}", doc
+                )
+            if state in UNDEPLOYING_STATES or state == DONE:
+                self.fail(f"service {service_id} is being undeployed ({_state_text(doc)})", doc)
+            if state == HOLD:
+                self.fail(
+                    f"service {service_id} is on HOLD (roles with on_hold); release it before "
+                    f"waiting for {what}",
+                    doc,
+                )
+            if state == COOLDOWN and skip_cooldown and "cooldown" not in recovered:
+                recovered.add("cooldown")
+                self.flow.recover(service_id)
+                self.actions.append("recover (skip cooldown)")
+            return False, doc
+
+        try:
+            doc, _, _ = wait_until(
+                check,
+                self.remaining(),
+                self.poll,
+                sleep=self.sleep,
+                clock=self.clock,
+                describe=lambda d: f"service {service_id} is {_state_text(d)}" if d else "",
+            )
+        except WaitTimeout as exc:
+            self.fail(f"waiting for {what}: {exc}", exc.last)
+        return doc
+
+    def wait_gone(self, service_id, forced=False):
+        """Poll until the service document is gone (404). After a forced delete (recover with
+        delete) the old FAILED_* state may still show for a moment, so it is not an error then."""
+
+        def check():
+            doc = self.flow.get_service(service_id, missing_ok=True)
+            if doc is None:
+                return True, None
+            state = service_state(doc)
+            if state in SERVICE_FAILED_STATES and not forced:
+                errors = "; ".join(service_errors(doc)) or "no error in the service log"
+                self.fail(
+                    f"service {service_id} is {_state_text(doc)} while being deleted: {errors} "
+                    "(force_delete=true deletes it in any state)",
+                    doc,
+                )
+            return False, doc
+
+        try:
+            wait_until(check, self.remaining(), self.poll, sleep=self.sleep, clock=self.clock)
+        except WaitTimeout as exc:
+            self.fail(f"waiting for service {service_id} to be deleted: {exc}", exc.last)
+
+    def fetch_vms(self, doc):
+        if self.oned is None or doc is None:
+            return {}
+        ids = [i for ids in service_node_ids(doc).values() for i in ids]
+        return self.oned.vms(ids)
+
+    def wait_vms(self, doc):
+        """Wait until the VMs report READY=YES and/or the ``wait_for`` keys."""
+        expectations = normalize_expectations(self.params.get("wait_for"))
+        if self.params.get("wait_ready"):
+            expectations.setdefault("READY", "YES")
+        if not expectations:
+            return doc
+        roles = self.params.get("wait_for_roles") or list(service_node_ids(doc))
+        service_id = to_int(doc.get("ID"))
+        state = {"doc": doc}
+
+        def check():
+            current = self.flow.get_service(service_id)
+            state["doc"] = current
+            ids = service_node_ids(current)
+            unknown = [r for r in roles if r not in ids]
+            if unknown:
+                self.fail(f"wait_for_roles names unknown roles: {', '.join(unknown)}", current)
+            wanted = [i for r in roles for i in ids[r]]
+            vms = self.oned.vms(wanted)
+            report = {}
+            for vm_id in wanted:
+                if vm_id not in vms:
+                    report[vm_id] = "not returned by oned"
+                    continue
+                summary = vm_summary(vms[vm_id], self.prefix)
+                unmet = unmet_expectations(summary["user_template"], expectations)
+                if unmet:
+                    report[summary["name"] or vm_id] = unmet
+            return not report, report
+
+        try:
+            wait_until(
+                check,
+                self.remaining(),
+                self.poll,
+                sleep=self.sleep,
+                clock=self.clock,
+                describe=lambda r: f"VMs not there yet: {r}",
+            )
+        except WaitTimeout as exc:
+            self.fail(f"waiting for the VMs ({expectations}): {exc}", state["doc"])
+        return state["doc"]
+
+    # ------------------------------------------------------------------------------ actions
+    def resolve_template(self):
+        template_id = self.params.get("template_id")
+        if template_id is not None:
+            return self.flow.get_template(template_id)
+        name = self.params.get("template_name")
+        if not name:
+            raise OneFlowError("the service does not exist: template_id or template_name is needed")
+        matches = find_by_name(self.flow.list_templates(), name)
+        if not matches:
+            raise OneFlowError(f"no service template is named {name!r}")
+        if len(matches) > 1:
+            ids = ", ".join(str(d.get("ID")) for d in matches)
+            raise OneFlowError(f"several service templates are named {name!r} (ids {ids})")
+        return matches[0]
+
+    def instantiate(self):
+        template = self.resolve_template()
+        body = document_body(template)
+        merge, _ = build_instantiate_merge(
+            body,
+            name=self.params.get("name"),
+            user_inputs=self.params.get("user_inputs"),
+            role_user_inputs=self.params.get("role_user_inputs"),
+            networks=self.params.get("networks"),
+            cardinalities=self.params.get("roles"),
+            force=self.params.get("force", False),
+        )
+        self.changed = True
+        self.actions.append(f"instantiate template {template.get('ID')}")
+        expected = {r.get("name"): to_int(r.get("cardinality")) for r in to_v7(body)["roles"]}
+        expected.update({k: to_int(v) for k, v in (self.params.get("roles") or {}).items()})
+        after = {"name": self.params.get("name"), "state": "RUNNING", "roles": expected}
+        if self.check_mode:
+            return None, after
+        doc = self.flow.instantiate(template["ID"], merge)
+        service_id = to_int(doc.get("ID"))
+        if self.params.get("wait"):
+            doc = self.wait_state(service_id, "RUNNING")
+        return doc, after
+
+    def handle_failed(self, doc):
+        policy = self.params.get("on_failed") or "fail"
+        if policy == "fail" and self.params.get("recover"):
+            policy = "recover"
+        service_id = to_int(doc.get("ID"))
+        errors = "; ".join(service_errors(doc)) or "no error in the service log"
+        if policy == "fail":
+            self.fail(
+                f"service {service_id} ({doc.get('NAME')}) is {_state_text(doc)}: {errors}. "
+                "Set on_failed=recover or on_failed=recreate to act on it.",
+                doc,
+            )
+        self.changed = True
+        if policy == "recover":
+            self.actions.append(f"recover service {service_id}")
+            if self.check_mode:
+                return doc
+            self.flow.recover(service_id)
+            return self.wait_state(service_id, "RUNNING after recover", after_recover=True)
+        # recreate
+        self.actions.append(f"delete failed service {service_id} (recover with delete)")
+        if self.check_mode:
+            return None
+        self.flow.recover(service_id, delete=True)
+        self.wait_gone(service_id, forced=True)
+        return None
+
+    def scale(self, doc):
+        desired = {k: to_int(v) for k, v in (self.params.get("roles") or {}).items()}
+        if not desired:
+            return doc
+        body_roles = document_body(doc).get("roles") or []
+        problems = check_cardinalities(body_roles, desired, force=self.params.get("force", False))
+        if problems:
+            self.fail("cannot scale: " + "; ".join(problems), doc)
+        current = cardinalities_of(doc)
+        todo = [(r, n) for r, n in desired.items() if current.get(r) != n]
+        if not todo:
+            return doc
+        self.changed = True
+        service_id = to_int(doc.get("ID"))
+        for role, number in todo:
+            self.actions.append(f"scale {role} {current.get(role)} -> {number}")
+        if self.check_mode:
+            return doc
+        skip = self.params.get("skip_cooldown", False)
+        for index, (role, number) in enumerate(todo):
+            if service_state(doc) != RUNNING:
+                doc = self.wait_state(service_id, f"RUNNING before scaling {role}", skip)
+            self.flow.scale(service_id, role, number, force=self.params.get("force", False))
+            last = index == len(todo) - 1
+            if self.params.get("wait") or not last:
+                # RUNNING alone could be the state from before OneFlow took the request: also
+                # require the role to have its new cardinality and that many nodes.
+                doc = self.wait_state(
+                    service_id,
+                    f"RUNNING after scaling {role} to {number}",
+                    skip,
+                    until=lambda d, r=role, n=number: _role_at(d, r, n),
+                )
+        return doc
+
+    # ---------------------------------------------------------------------------- top level
+    def present(self):
+        doc = self.find_service()
+        before = self.view(doc)
+        after = None
+        if doc is not None and service_state(doc) in SERVICE_FAILED_STATES:
+            doc = self.handle_failed(doc)
+            if doc is None and self.check_mode:
+                after = {"name": self.params.get("name"), "state": "RUNNING (recreated)"}
+        elif doc is not None and self.params.get("recover"):
+            if service_state(doc) in (WARNING, COOLDOWN):
+                service_id = to_int(doc.get("ID"))
+                self.changed = True
+                self.actions.append(f"recover service {service_id}")
+                if not self.check_mode:
+                    self.flow.recover(service_id)
+                    doc = self.wait_state(service_id, "RUNNING after recover", after_recover=True)
+        if doc is None and after is None:
+            doc, after = self.instantiate()
+        elif doc is not None:
+            self._warn_immutable(doc)
+            state = service_state(doc)
+            if state in UNDEPLOYING_STATES:
+                self.fail(
+                    f"service {doc.get('ID')} is being undeployed ({_state_text(doc)}); "
+                    "wait until it is gone, then run again",
+                    doc,
+                )
+            doc = self.scale(doc)
+            if self.params.get("wait") and not self.check_mode and service_state(doc) != RUNNING:
+                doc = self.wait_state(
+                    to_int(doc.get("ID")), "RUNNING", self.params.get("skip_cooldown", False)
+                )
+            after = self.view(doc)
+            if self.check_mode:
+                after["roles"].update(
+                    {k: to_int(v) for k, v in (self.params["roles"] or {}).items()}
+                )
+                if any(a.startswith("recover") for a in self.actions):
+                    after["state"] = "RUNNING"
+        if doc is not None and not self.check_mode:
+            doc = self.wait_vms(doc)
+        return self.finish(doc, before, after)
+
+    def _warn_immutable(self, doc):
+        body = document_body(doc)
+        stored = body.get("user_inputs_values", body.get("custom_attrs_values")) or {}
+        given = self.params.get("user_inputs") or {}
+        differing = sorted(
+            k for k, v in given.items() if k in stored and str(stored[k]) != one_value(v)
+        )
+        if differing:
+            self.warn(
+                f"service {doc.get('ID')} was instantiated with other values for "
+                f"{', '.join(differing)}; user inputs apply only when a service is created"
+            )
+
+    def absent(self):
+        doc = self.find_service()
+        before = self.view(doc)
+        if doc is None:
+            return self.finish(None, before, before)
+        service_id = to_int(doc.get("ID"))
+        state = service_state(doc)
+        if state in UNDEPLOYING_STATES:
+            if self.params.get("wait") and not self.check_mode:
+                self.wait_gone(service_id)
+            return self.finish(None, before, {"state": "absent"})
+        self.changed = True
+        if self.params.get("force_delete"):
+            self.actions.append(f"delete service {service_id} (recover with delete)")
+            if not self.check_mode:
+                self.flow.recover(service_id, delete=True)
+        else:
+            if state in SERVICE_FAILED_STATES:
+                self.fail(
+                    f"service {service_id} is {_state_text(doc)}; OneFlow refuses to delete it in "
+                    "this state. Set force_delete=true.",
+                    doc,
+                )
+            self.actions.append(f"delete service {service_id}")
+            if not self.check_mode:
+                if state not in DELETABLE_STATES:
+                    doc = self.wait_state(
+                        service_id,
+                        "a state that allows deletion",
+                        self.params.get("skip_cooldown", False),
+                        accept=DELETABLE_STATES,
+                    )
+                self.flow.delete_service(service_id)
+        if self.params.get("wait") and not self.check_mode:
+            self.wait_gone(service_id, forced=self.params.get("force_delete", False))
+        return self.finish(None, before, {"state": "absent"})
+
+    def finish(self, doc, before, after):
+        result = {"changed": self.changed, "actions": self.actions, "service": None}
+        if doc is not None:
+            if not self.check_mode:
+                doc = self.flow.get_service(to_int(doc.get("ID")), missing_ok=True) or doc
+                after = self.view(doc)  # what is there now, not what was expected
+            result["service"] = service_summary(doc, self.fetch_vms(doc), self.prefix)
+        result["diff"] = {"before": before, "after": after if after is not None else before}
+        return result
+
+    def run(self):
+        if self.params.get("state") == "absent":
+            return self.absent()
+        return self.present()
+
+
+def services_info(flow, service_id=None, name=None, oned=None, prefix="FL_"):
+    """Summaries of one service (by id or name) or of all services, VMs read in one oned call."""
+    if service_id is not None:
+        docs = [flow.get_service(service_id)]
+    else:
+        docs = flow.list_services()
+        if name is not None:
+            docs = find_by_name(docs, name)
+    vms = {}
+    if oned is not None:
+        ids = [i for doc in docs for ids in service_node_ids(doc).values() for i in ids]
+        vms = oned.vms(ids) if ids else {}
+    return [service_summary(doc, vms, prefix) for doc in docs]
