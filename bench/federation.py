@@ -10,7 +10,7 @@ In one run it measures
     engine, deployed by ``playbooks/site.yml``) driven step by step under a unique
     ``FLOWER_TEST_ID``: ``create``, ``prepare``, a timed first ``converge`` (fresh VMs, image
     archive loaded), a timed second ``converge`` (idempotent: ``changed=0`` expected), the
-    same demo run against the SuperLink VM, and ``destroy`` in any case.
+    same demo run against the SuperLink VM, and ``destroy`` in any case (unless ``--keep``).
 
 It is a benchmark, not a test: timings are reported, never judged. The exit status is 0 when
 every requested measurement was taken and the runs completed (and the second converge changed
@@ -57,7 +57,9 @@ MOLECULE_TIMEOUTS = {  # seconds per Molecule step
     "converge": 1800,
     "destroy": 600,
 }
-RECAP_HOST_RE = re.compile(r"^(?P<host>\S+)\s*:\s*(?P<counts>(?:\w+=\d+\s*)+)$")
+RECAP_DECOR_RE = re.compile(r"^\s*[│|]?\s*")  # Molecule's frame around the playbook output
+RECAP_HOST_RE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+RECAP_COUNTS_RE = re.compile(r"^(?:\w+=\d+\s*)+$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 IP_FORMAT = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
 
@@ -345,20 +347,30 @@ def bench_native(flwr_python: Path, rounds: int, log_dir: Path) -> dict[str, Any
 
 
 def parse_recap(text: str) -> dict[str, dict[str, int]]:
-    """Per-host counts of the last PLAY RECAP in an ansible-playbook output."""
-    lines = ANSI_RE.sub("", text).splitlines()
+    """Per-host counts of the last PLAY RECAP in an ansible-playbook output.
+
+    Molecule frames the playbook output (``  │ `` in front of each line) and wraps long lines,
+    so a host's counts may continue on the next line; both are undone here.
+    """
+    lines = [RECAP_DECOR_RE.sub("", line).rstrip() for line in ANSI_RE.sub("", text).splitlines()]
     starts = [i for i, line in enumerate(lines) if line.startswith("PLAY RECAP")]
     if not starts:
         return {}
     recap: dict[str, dict[str, int]] = {}
+    host = ""
     for line in lines[starts[-1] + 1 :]:
-        m = RECAP_HOST_RE.match(line.strip())
-        if not m:
+        if not line.strip("*"):  # the header's row of stars, or the blank line after the recap
             if recap:
                 break
             continue
-        counts = dict(pair.split("=") for pair in m["counts"].split())
-        recap[m["host"]] = {key: int(value) for key, value in counts.items()}
+        m = RECAP_HOST_RE.match(line)
+        if m:
+            host = m["host"]
+            recap[host] = {}
+            line = m["counts"]
+        elif not (host and RECAP_COUNTS_RE.match(line)):
+            break
+        recap[host] |= {key: int(value) for key, value in (p.split("=") for p in line.split())}
     return recap
 
 
@@ -370,6 +382,7 @@ def molecule_env(test_id: str) -> dict[str, str]:
     env["FLOWER_VERSION"] = FLOWER_VERSION
     env["MOLECULE_EPHEMERAL_DIRECTORY"] = str(ROOT / ".cache" / "molecule" / test_id / "e2e")
     env["PYTHONUNBUFFERED"] = "1"
+    env["COLUMNS"] = "200"  # fewer wrapped lines in the logs (and in the PLAY RECAP)
     return env
 
 
@@ -394,11 +407,9 @@ def converge(test_id: str, log_dir: Path, label: str) -> dict[str, Any]:
     changed = sum(host.get("changed", 0) for host in recap.values()) if recap else None
     failed = sum(host.get("failed", 0) + host.get("unreachable", 0) for host in recap.values())
     progress(f"containers: {label}: changed={changed} over {len(recap)} host(s)")
-    out = res.as_dict() | {"changed": changed, "failed": failed, "recap": recap}
     if res.rc != 0:
         print(tail(res.log), file=sys.stderr, flush=True)
-        raise BenchError(f"molecule converge ({label}) exited {res.rc}, see {res.log}")
-    return out
+    return res.as_dict() | {"changed": changed, "failed": failed, "recap": recap}
 
 
 def superlink_address(test_id: str) -> str:
@@ -419,7 +430,12 @@ def superlink_address(test_id: str) -> str:
 def bench_containers(
     flwr_python: Path, rounds: int, log_dir: Path, keep: bool, test_id: str
 ) -> dict[str, Any]:
-    """create, prepare, converge twice (timed), demo run, destroy (unless --keep)."""
+    """create, prepare, converge twice (timed), demo run, destroy (unless --keep).
+
+    ``molecule create`` runs the scenario's prepare playbook itself (its sequence is
+    dependency, create, prepare), so the explicit ``prepare`` that follows is a no-op; it is
+    kept in case a Molecule version stops doing so.
+    """
     result: dict[str, Any] = {"test_id": test_id, "steps": {}}
     steps: dict[str, Any] = result["steps"]
     ephemeral = ROOT / ".cache" / "molecule" / test_id
@@ -430,8 +446,13 @@ def bench_containers(
             if res.rc != 0:
                 print(tail(res.log), file=sys.stderr, flush=True)
                 raise BenchError(f"molecule {step} exited {res.rc}, see {res.log}")
-        steps["converge_first"] = converge(test_id, log_dir, "converge-first")
-        steps["converge_second"] = converge(test_id, log_dir, "converge-second")
+        for key, label in (
+            ("converge_first", "converge-first"),
+            ("converge_second", "converge-second"),
+        ):
+            steps[key] = converge(test_id, log_dir, label)
+            if steps[key]["rc"] != 0:
+                raise BenchError(f"molecule converge ({label}) exited {steps[key]['rc']}")
         ip = superlink_address(test_id)
         result["superlink_address"] = f"{ip}:{CONTROL_PORT_IN_VM}"
         with tempfile.TemporaryDirectory(prefix="bench-flwr-cli-") as home:
@@ -489,12 +510,13 @@ def num(value: Any, fmt: str) -> str:
 
 def print_table(report: dict[str, Any]) -> None:
     host = report["host"]
-    load = " ".join(f"{x:.2f}" for x in host["loadavg_start"])
+    start = " ".join(f"{x:.2f}" for x in host["loadavg_start"])
+    end = " ".join(f"{x:.2f}" for x in host.get("loadavg_end", []))
     print()
-    print(f"Flower federation benchmark  {report['date']}")
+    print(f"Flower federation benchmark  {report['date']}  flwr {report['flwr_version']}")
     print(
-        f"flwr {report['flwr_version']}  |  nproc {host['nproc']}  |  load average at start "
-        f"{load}  |  containers running at start {host['containers_running_at_start']}"
+        f"nproc {host['nproc']}  |  load average at start {start}, at end {end}  |  "
+        f"containers running at start {host['containers_running_at_start']}"
     )
     print()
     print(f"{'demo/sklearn':<34} {'rounds':>6} {'s/round':>9} {'s total':>9}  status")
@@ -526,11 +548,8 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{label:<34} {num(step.get('seconds'), '.1f'):>9} "
                 f"{num(step.get('changed'), 'd'):>9}"
             )
-        other = ", ".join(
-            f"{k} {v['seconds']:.1f} s" for k, v in steps.items() if k in ("create", "prepare")
-        )
-        if "destroy" in steps:
-            other += f", destroy {steps['destroy']['seconds']:.1f} s"
+        names = {"create": "create (+prepare)", "prepare": "prepare (no-op)", "destroy": "destroy"}
+        other = ", ".join(f"{names[k]} {steps[k]['seconds']:.1f} s" for k in names if k in steps)
         if other:
             print(f"(other steps: {other})")
     print()
@@ -644,7 +663,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = complete(report["native"], args.rounds) and complete(report["containers"], args.rounds)
     second = (report["containers"].get("steps") or {}).get("converge_second") or {}
     if not report["containers"].get("skipped") and second.get("changed") != 0:
-        print(f"note: the second converge reported changed={second.get('changed')}, not 0")
+        changed = second.get("changed")
+        why = "no PLAY RECAP found" if changed is None else f"changed={changed}, not 0"
+        print(f"note: second converge: {why} (see {second.get('log', 'its log')})")
         ok = False
     return 0 if ok else 1
 
