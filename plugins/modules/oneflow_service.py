@@ -1,7 +1,6 @@
 #!/usr/bin/python
 # Copyright: opennebula.flower contributors
 # Apache License 2.0 (see LICENSE)
-# ruff: noqa: E402 - Ansible wants DOCUMENTATION/EXAMPLES/RETURN before the imports
 
 from __future__ import annotations
 
