@@ -51,7 +51,7 @@ lint: bootstrap
 	$(ACTIVATE) antsibull-changelog lint
 
 unit: bootstrap
-	$(ACTIVATE) python -m pytest -q tests/unit tests/integration --ignore=tests/unit/test_demo_task.py
+	$(ACTIVATE) python -m pytest -q tests/unit tests/emulator tests/integration --ignore=tests/unit/test_demo_task.py
 	$(FLWR_PY) -m pytest -q tests/unit/test_demo_task.py
 
 molecule: images

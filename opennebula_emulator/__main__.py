@@ -1,0 +1,92 @@
+"""``python -m opennebula_emulator --host 127.0.0.1 --oned-port 2633 ...``"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from .core import Timings
+from .server import Emulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opennebula_emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--oned-port", type=int, default=2633)
+    parser.add_argument("--oneflow-port", type=int, default=2474)
+    parser.add_argument("--onegate-port", type=int, default=5030)
+    parser.add_argument(
+        "--state", metavar="FILE.json", help="load this state if it exists, save it on exit"
+    )
+    parser.add_argument(
+        "--seed", type=int, help="seed for TOKEN_PASSWORDs, UUIDs and monitoring values"
+    )
+    parser.add_argument(
+        "--version", choices=["7.0", "6.10"], default="7.0", help="OpenNebula version to emulate"
+    )
+    parser.add_argument(
+        "--admin-password", default="password", help="password of oneadmin (default: password)"
+    )
+    parser.add_argument("--onegate-endpoint", help="ONEGATE_ENDPOINT written into VM contexts")
+    parser.add_argument(
+        "--pool", type=int, default=0, metavar="N", help="create N running plain VMs"
+    )
+    parser.add_argument(
+        "--large-pool",
+        nargs=2,
+        type=int,
+        metavar=("TOTAL", "SERVICE_VMS"),
+        help="create TOTAL running VMs, SERVICE_VMS of them in one OneFlow service",
+    )
+    parser.add_argument("--fast", action="store_true", help="near-zero delays (tests)")
+    parser.add_argument("--vm-step", type=float, help="seconds per VM state step (default 1)")
+    parser.add_argument("--cooldown-scale", type=float, help="factor applied to role cooldowns")
+    parser.add_argument(
+        "--no-auto-boot", action="store_true", help="VMs wait in PENDING for /_emulator/vms/ID/boot"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s"
+    )
+    timings = Timings.fast() if args.fast else Timings()
+    if args.vm_step is not None:
+        timings.vm_step = args.vm_step
+    if args.cooldown_scale is not None:
+        timings.cooldown_scale = args.cooldown_scale
+    emu = Emulator(
+        args.host,
+        args.oned_port,
+        args.oneflow_port,
+        args.onegate_port,
+        version=args.version,
+        timings=timings,
+        seed=args.seed,
+        auto_boot=not args.no_auto_boot,
+        onegate_endpoint=args.onegate_endpoint,
+        admin_password=args.admin_password,
+        state_file=args.state,
+    )
+    if args.pool:
+        emu.add_vm_pool(args.pool)
+    if args.large_pool:
+        emu.add_large_pool(*args.large_pool)
+    emu.start()
+    print(f"oned     {emu.oned_url}", flush=True)
+    print(f"oneflow  {emu.oneflow_url}", flush=True)
+    print(f"onegate  {emu.onegate_url}", flush=True)
+    print("counters GET /_emulator/counters on any of them; Ctrl-C to stop", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
