@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import FLOWER_TEMPLATE, Flow, fast_timings
+from emu_support import FLOWER_TEMPLATE, Flow, fast_timings
 
 from opennebula_emulator import Emulator, Hooks
 

@@ -21,7 +21,7 @@ import xmlrpc.client
 from typing import Any
 
 import pytest
-from conftest import (
+from emu_support import (
     FLOWER_TEMPLATE,
     Flow,
     Gate,

@@ -6,7 +6,7 @@ import json
 import urllib.request
 
 import pytest
-from conftest import FLOWER_TEMPLATE, Flow, Gate, fast_timings
+from emu_support import FLOWER_TEMPLATE, Flow, Gate, fast_timings
 
 from opennebula_emulator import Emulator, Hooks, Vm
 

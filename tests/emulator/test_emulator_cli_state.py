@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import FLOWER_TEMPLATE, ROOT, Flow, fast_timings
+from emu_support import FLOWER_TEMPLATE, ROOT, Flow, fast_timings
 
 from opennebula_emulator import Emulator
 

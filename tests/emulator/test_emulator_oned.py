@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Http
+from emu_support import ROOT, Http
 
 from opennebula_emulator import Emulator
 from opennebula_emulator.oned import method_response

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FLOWER_TEMPLATE, Gate, fast_timings
+from emu_support import FLOWER_TEMPLATE, Gate, fast_timings
 
 from opennebula_emulator import Emulator
 from opennebula_emulator.onegate import escape_attr
