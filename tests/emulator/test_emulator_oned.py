@@ -272,3 +272,13 @@ def test_fast_vm_renderer_matches_the_node_tree(emu: Emulator) -> None:
         vm.changed()
         assert X.vm_xml(vm, "info") == X.render(X.vm_node(vm, monitoring=True))
         assert X.vm_xml(vm, "pool") == X.render(X.vm_node(vm, monitoring=False))
+
+
+def test_vmpool_infoset_returns_only_the_listed_vms(emu):
+    ids = [emu.add_vm(f"set-{i}", user_template={"FL_I": str(i)}).id for i in range(4)]
+    one = pyone.OneServer(emu.oned_url, session="oneadmin:password")
+    pool = one.vmpool.infoset(f"{ids[1]},{ids[3]}", True)
+    assert sorted(vm.ID for vm in pool.VM) == [ids[1], ids[3]]
+    assert {vm.USER_TEMPLATE["FL_I"] for vm in pool.VM} == {"1", "3"}
+    with pytest.raises(pyone.OneApiException):
+        one.vmpool.infoset("1,x", True)
