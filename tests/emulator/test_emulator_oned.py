@@ -275,7 +275,7 @@ def test_fast_vm_renderer_matches_the_node_tree(emu: Emulator) -> None:
 
 
 def test_vmpool_infoset_returns_only_the_listed_vms(emu):
-    ids = [emu.add_vm(f"set-{i}", user_template={"FL_I": str(i)}).id for i in range(4)]
+    ids = [emu.add_vm(f"set-{i}", user_template={"FL_I": str(i)}) for i in range(4)]
     one = pyone.OneServer(emu.oned_url, session="oneadmin:password")
     pool = one.vmpool.infoset(f"{ids[1]},{ids[3]}", True)
     assert sorted(vm.ID for vm in pool.VM) == [ids[1], ids[3]]
