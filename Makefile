@@ -36,6 +36,7 @@ bootstrap:
 # Base images (debootstrap, once) and the Flower image archive the scenarios load.
 images: bootstrap
 	bash scripts/build-base-images.sh
+	@mkdir -p $(IMAGES)
 	@[ -f $(IMAGES)/local-debian-bookworm.tar ] || docker save local/debian:bookworm -o $(IMAGES)/local-debian-bookworm.tar
 	$(ACTIVATE) ansible-playbook playbooks/build_images.yml \
 	  -e ansible_python_interpreter=$(CURDIR)/$(VENV)/bin/python \
