@@ -42,8 +42,8 @@ make_venv() {  # make_venv DIR STAMP-TEXT PIP-ARGS...
   local dir=$1 want=$2; shift 2
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$want" ]; then return 0; fi
   log "virtualenv $dir"
-  rm -rf "$dir"
-  python3 -m venv "$dir"
+  # Updated in place when it exists: a running test may be using it.
+  [ -x "$dir/bin/python" ] || python3 -m venv "$dir"
   # pip's failures must stop us; only its noise about this machine's local indexes is dropped.
   "$dir/bin/pip" install -q --upgrade pip 2> >(grep -v "is ignored" >&2)
   "$dir/bin/pip" install -q "$@" 2> >(grep -v "is ignored" >&2)
