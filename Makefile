@@ -24,11 +24,11 @@ MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(
 	molecule $(2) -s $(1)
 DEMO_ID := demo
 
-.PHONY: help bootstrap images images-frameworks demo-up demo-destroy lint unit molecule test demo demo-down bench e2e-latest docs build
+.PHONY: help bootstrap images images-frameworks demo-up demo-destroy lint unit molecule test demo demo-down bench bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
-	@echo "Other targets: bootstrap images lint unit molecule bench e2e-latest docs build"
+	@echo "Other targets: bootstrap images lint unit molecule bench bench-inventory e2e-latest docs build"
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -93,6 +93,10 @@ demo-destroy:
 
 bench: images
 	$(ACTIVATE) python bench/federation.py --flwr-python $(FLWR_PY)
+
+# ansible-inventory with opennebula.flower.oneflow vs. community.general.opennebula (emulator).
+bench-inventory: bootstrap
+	$(ACTIVATE) python bench/inventory.py
 
 # The end-to-end scenario with another Flower release: LATEST=x.y.z, by default the newest
 # release pip can install here (its resolver skips releases whose dependencies it cannot get).
