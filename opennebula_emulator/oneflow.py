@@ -1508,6 +1508,10 @@ class OneFlowApi:
             fs.validate_template(template, self.version)
         except (RubyJSONError, fs.ParseException) as exc:
             return _text(400, str(exc))
+        try:  # the update itself is one.document.update, which needs MANAGE
+            self.cloud.authorize(user, doc, "MANAGE", "DOCUMENT", "one.document.update")
+        except OnedError as exc:
+            raise FlowError.from_oned(exc) from None
         doc.body = template
         return Response(200, ruby_pretty_json(self.doc_hash(doc)), HTML)
 

@@ -104,6 +104,7 @@ class ServiceRunner:
         self.warn = warn or (lambda message: None)
         self.actions = []
         self.changed = False
+        self.wrote = False  # a write request (instantiate, scale, recover, delete) succeeded
         self.deadline = clock() + float(params.get("wait_timeout") or 0)
         self.poll = Backoff("fixed", interval=float(params.get("poll_interval") or 5))
 
@@ -111,8 +112,19 @@ class ServiceRunner:
     def remaining(self):
         return max(0.0, self.deadline - self.clock())
 
+    @property
+    def changed_so_far(self):
+        """``changed`` for a failed run: only what a write request that succeeded did (or, in
+        check mode, would do); a refused first request changed nothing."""
+        return self.changed and (self.check_mode or self.wrote)
+
+    def write(self, call, *args, **kwargs):
+        result = call(*args, **kwargs)
+        self.wrote = True
+        return result
+
     def fail(self, message, doc=None):
-        result = {"changed": self.changed, "actions": self.actions}
+        result = {"changed": self.changed_so_far, "actions": self.actions}
         if doc is not None:
             result["service"] = service_summary(doc, prefix=self.prefix)
         raise ServiceFailure(message, result)
@@ -197,7 +209,7 @@ class ServiceRunner:
                 )
             if state == COOLDOWN and skip_cooldown and "cooldown" not in recovered:
                 recovered.add("cooldown")
-                self.flow.recover(service_id)
+                self.write(self.flow.recover, service_id)
                 self.actions.append("recover (skip cooldown)")
             return False, doc
 
@@ -322,7 +334,7 @@ class ServiceRunner:
         after = {"name": self.params.get("name"), "state": "RUNNING", "roles": expected}
         if self.check_mode:
             return None, after
-        doc = self.flow.instantiate(template["ID"], merge)
+        doc = self.write(self.flow.instantiate, template["ID"], merge)
         service_id = to_int(doc.get("ID"))
         if self.params.get("wait"):
             doc = self.wait_state(service_id, "RUNNING")
@@ -345,13 +357,13 @@ class ServiceRunner:
             self.actions.append(f"recover service {service_id}")
             if self.check_mode:
                 return doc
-            self.flow.recover(service_id)
+            self.write(self.flow.recover, service_id)
             return self.wait_state(service_id, "RUNNING after recover", after_recover=True)
         # recreate
         self.actions.append(f"delete failed service {service_id} (recover with delete)")
         if self.check_mode:
             return None
-        self.flow.recover(service_id, delete=True)
+        self.write(self.flow.recover, service_id, delete=True)
         self.wait_gone(service_id, forced=True)
         return None
 
@@ -377,7 +389,9 @@ class ServiceRunner:
         for index, (role, number) in enumerate(todo):
             if service_state(doc) != RUNNING:
                 doc = self.wait_state(service_id, f"RUNNING before scaling {role}", skip)
-            self.flow.scale(service_id, role, number, force=self.params.get("force", False))
+            self.write(
+                self.flow.scale, service_id, role, number, force=self.params.get("force", False)
+            )
             last = index == len(todo) - 1
             if self.params.get("wait") or not last:
                 # RUNNING alone could be the state from before OneFlow took the request: also
@@ -405,7 +419,7 @@ class ServiceRunner:
                 self.changed = True
                 self.actions.append(f"recover service {service_id}")
                 if not self.check_mode:
-                    self.flow.recover(service_id)
+                    self.write(self.flow.recover, service_id)
                     doc = self.wait_state(service_id, "RUNNING after recover", after_recover=True)
         if doc is None and after is None:
             doc, after = self.instantiate()
@@ -462,7 +476,7 @@ class ServiceRunner:
         if self.params.get("force_delete"):
             self.actions.append(f"delete service {service_id} (recover with delete)")
             if not self.check_mode:
-                self.flow.recover(service_id, delete=True)
+                self.write(self.flow.recover, service_id, delete=True)
         else:
             if state in SERVICE_FAILED_STATES:
                 self.fail(
@@ -479,7 +493,7 @@ class ServiceRunner:
                         self.params.get("skip_cooldown", False),
                         accept=DELETABLE_STATES,
                     )
-                self.flow.delete_service(service_id)
+                self.write(self.flow.delete_service, service_id)
         if self.params.get("wait") and not self.check_mode:
             self.wait_gone(service_id, forced=self.params.get("force_delete", False))
         return self.finish(None, before, {"state": "absent"})

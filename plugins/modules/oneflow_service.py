@@ -447,7 +447,7 @@ def main():
     except ServiceFailure as exc:
         module.fail_json(msg=str(exc), **exc.result)
     except OpenNebulaError as exc:
-        done = {"changed": runner.changed, "actions": runner.actions} if runner else {}
+        done = {"changed": runner.changed_so_far, "actions": runner.actions} if runner else {}
         module.fail_json(msg=str(exc), **error_details(exc), **done)
     diff = result.pop("diff")
     if module._diff:
