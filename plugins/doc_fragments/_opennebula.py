@@ -81,6 +81,8 @@ notes:
   - All modules of the C(opennebula.flower.opennebula) action group accept these connection options,
     so they can be set once with C(module_defaults) for C(group/opennebula.flower.opennebula). A
     module that does not talk to one of the services ignores its options.
+  - The OneGate options (C(onegate_endpoint), C(onegate_token) and the like) belong to the OneGate
+    modules only, so give them in C(module_defaults) under those modules' names, not the group.
   - Errors from the servers are reported with the HTTP method, URL, status and the server's own
     message.
 """
