@@ -64,7 +64,21 @@ def test_installed_playbook_runs_by_fqcn(installed, tmp_path):
     assert "ansible_collections/opennebula/flower/playbooks/site.yml" in out
 
 
-def test_filter_docs_render(installed, tmp_path):
+PLUGINS = [
+    ("module", "onegate"),
+    ("module", "onegate_info"),
+    ("module", "oneflow_template"),
+    ("module", "oneflow_service"),
+    ("module", "oneflow_service_info"),
+    ("inventory", "oneflow"),
+    ("filter", "node_config"),
+    ("filter", "systemd_quote"),
+]
+
+
+@pytest.mark.parametrize(("kind", "name"), PLUGINS)
+def test_plugin_docs_render(installed, tmp_path, kind, name):
     _, env = installed
-    out = run("ansible-doc", "-t", "filter", "opennebula.flower.node_config", env=env, cwd=tmp_path)
-    assert "node-config" in out
+    out = run("ansible-doc", "-t", kind, f"opennebula.flower.{name}", env=env, cwd=tmp_path)
+    assert f"opennebula.flower.{name}" in out
+    assert "EXAMPLES" in out or "EXAMPLES" in out.upper()
