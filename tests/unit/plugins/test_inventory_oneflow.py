@@ -187,3 +187,24 @@ def test_hostname_format_must_stay_unique(tmp_path, oneflow, oned):
     proc = inventory(tmp_path, oneflow, oned(), services=[1], hostname_format="{role}")
     assert proc.returncode != 0
     assert "host name 'superlink' (hostname_format '{role}') is also a group name" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "expect_address"),
+    [
+        ({"address_from": "network", "network_name": "private"}, True),
+        ({"address_from": "network", "network_name": "public"}, False),
+        ({"address_from": "nic", "nic_name": "NIC0"}, True),
+        ({"address_from": "nic", "nic_name": "NIC1"}, False),
+        ({"ip_version": 6}, True),  # no IPv6 on the recorded VMs: falls back to IPv4
+    ],
+)
+def test_ansible_host_selection(tmp_path, oneflow, oned, config, expect_address):
+    data = listed(inventory(tmp_path, oneflow, oned(), services=[1], **config))
+    hostvars = data["_meta"]["hostvars"]
+    for host in data["service_1"]["hosts"]:
+        if expect_address:
+            assert hostvars[host]["ansible_host"].startswith("10.0.0.")
+            assert hostvars[host]["ansible_host"] in hostvars[host]["one_ips"]
+        else:
+            assert "ansible_host" not in hostvars[host]
