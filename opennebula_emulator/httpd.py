@@ -92,6 +92,16 @@ class Route:
         return {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
 
 
+def find_route(routes: list[Route], req: Request) -> Route | None:
+    """The first route matching the request; its path parameters go to ``req.params``."""
+    for route in routes:
+        params = route.match(req.method, req.path)
+        if params is not None:
+            req.params = params
+            return route
+    return None
+
+
 Dispatch = Callable[[Request], tuple[Response, str]]
 
 

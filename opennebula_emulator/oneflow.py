@@ -33,7 +33,7 @@ from .compat import (
     ruby_to_i,
 )
 from .core import AUTHENTICATION, AUTHORIZATION, FAILURE_LCM_STATES, NO_EXISTS, Cloud, OnedError
-from .httpd import Request, Response, Route
+from .httpd import Request, Response, Route, find_route
 from .runtime import Runtime
 from .state import (
     DOC_SERVICE,
@@ -220,27 +220,24 @@ class Service:
             return {n: r for n, r in running.items() if n not in parents}
         return {n: r for n, r in roles.items() if r.get("state") not in skip}
 
-    def roles_hold(self) -> dict[str, dict[str, Any]]:
+    def _roles_waiting(self, state: int, parents_state: int) -> dict[str, dict[str, Any]]:
+        """Roles in `state`; with the straight strategy only those whose parents all are in
+        `parents_state`."""
         roles = self.roles
-        if self.strategy() == "straight":
-            hold = {n for n, r in roles.items() if r.get("state") == R["HOLD"]}
-            return {
-                n: r
-                for n, r in roles.items()
-                if r.get("state") == R["PENDING"] and all(p in hold for p in r.get("parents") or [])
-            }
-        return {n: r for n, r in roles.items() if r.get("state") == R["PENDING"]}
+        if self.strategy() != "straight":
+            return {n: r for n, r in roles.items() if r.get("state") == state}
+        ready = {n for n, r in roles.items() if r.get("state") == parents_state}
+        return {
+            n: r
+            for n, r in roles.items()
+            if r.get("state") == state and all(p in ready for p in r.get("parents") or [])
+        }
+
+    def roles_hold(self) -> dict[str, dict[str, Any]]:
+        return self._roles_waiting(R["PENDING"], R["HOLD"])
 
     def roles_release(self) -> dict[str, dict[str, Any]]:
-        roles = self.roles
-        if self.strategy() == "straight":
-            running = {n for n, r in roles.items() if r.get("state") == R["RUNNING"]}
-            return {
-                n: r
-                for n, r in roles.items()
-                if r.get("state") == R["HOLD"] and all(p in running for p in r.get("parents") or [])
-            }
-        return {n: r for n, r in roles.items() if r.get("state") == R["HOLD"]}
+        return self._roles_waiting(R["HOLD"], R["RUNNING"])
 
 
 @dataclass
@@ -1261,12 +1258,7 @@ class OneFlowApi:
 
     # ------------------------------------------------------------------------ dispatch
     def dispatch(self, req: Request) -> tuple[Response, str]:
-        route = None
-        for candidate in self.routes:
-            params = candidate.match(req.method, req.path)
-            if params is not None:
-                route, req.params = candidate, params
-                break
+        route = find_route(self.routes, req)
         key = route.key if route else f"{req.method} <no route>"
         self.rt.counters.hit("oneflow", key)
         with self.rt.locked():

@@ -24,7 +24,7 @@ from .compat import (
     ruby_to_i,
 )
 from .core import OnedError
-from .httpd import Request, Response, Route
+from .httpd import Request, Response, Route, find_route
 from .oneflow import FlowEngine, FlowError
 from .runtime import Runtime
 from .state import User, Vm
@@ -174,12 +174,7 @@ class OneGateApi:
 
     # --------------------------------------------------------------------------- dispatch
     def dispatch(self, req: Request) -> tuple[Response, str]:
-        route = None
-        for candidate in self.routes:
-            params = candidate.match(req.method, req.path)
-            if params is not None:
-                route, req.params = candidate, params
-                break
+        route = find_route(self.routes, req)
         key = route.key if route else f"{req.method} <catch-all>"
         self.rt.counters.hit("onegate", key)
         with self.rt.locked():
