@@ -49,6 +49,7 @@ lint: bootstrap
 	$(ACTIVATE) ansible-lint --offline --profile production
 	$(ACTIVATE) ruff check . && ruff format --check .
 	$(ACTIVATE) python tools/role_docs.py check
+	$(ACTIVATE) python tools/context_docs.py check
 	$(ACTIVATE) antsibull-changelog lint
 
 unit: bootstrap

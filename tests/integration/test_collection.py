@@ -70,6 +70,7 @@ PLUGINS = [
     ("module", "oneflow_template"),
     ("module", "oneflow_service"),
     ("module", "oneflow_service_info"),
+    ("module", "flower_context"),
     ("inventory", "oneflow"),
     ("filter", "node_config"),
     ("filter", "systemd_quote"),
