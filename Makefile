@@ -50,6 +50,7 @@ lint: bootstrap
 	$(ACTIVATE) ruff check . && ruff format --check .
 	$(ACTIVATE) python tools/role_docs.py check
 	$(ACTIVATE) python tools/context_docs.py check
+	$(ACTIVATE) python tools/oneflow_template.py check
 	$(ACTIVATE) antsibull-changelog lint
 
 unit: bootstrap
@@ -83,8 +84,10 @@ demo: images
 demo-up:
 	$(call MOLECULE,e2e,converge)
 	@ip=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' flower-e2e-superlink-$(DEMO_ID)); \
-	echo "SuperLink Control API: $$ip:9093"; \
-	$(FLWR_PY) scripts/flwr_run_check.py demo/sklearn local --address $$ip:9093
+	docker exec flower-e2e-superlink-$(DEMO_ID) cat /opt/flower/certs/ca.crt > demo/sklearn/flower-ca.crt; \
+	echo "SuperLink Control API: $$ip:9093 (TLS, CA in demo/sklearn/flower-ca.crt)"; \
+	$(FLWR_PY) scripts/flwr_run_check.py demo/sklearn appliance --address $$ip:9093 \
+	  --root-certificates demo/sklearn/flower-ca.crt
 
 demo-down: bootstrap
 	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) demo-destroy
@@ -112,3 +115,6 @@ docs: bootstrap
 
 build: bootstrap
 	$(ACTIVATE) ansible-galaxy collection build --force
+
+# Targets of the appliance pieces (packer bake, emulator-backed appliance VMs, ...).
+include $(sort $(wildcard mk/*.mk))

@@ -381,6 +381,8 @@ def molecule_env(test_id: str) -> dict[str, str]:
     env["FLOWER_TEST_ID"] = test_id
     env["FLOWER_VERSION"] = FLOWER_VERSION
     env["MOLECULE_EPHEMERAL_DIRECTORY"] = str(ROOT / ".cache" / "molecule" / test_id / "e2e")
+    # Plain text on both sides of the comparison (the native baseline runs --insecure).
+    env["FLOWER_E2E_TLS"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # fewer wrapped lines in the logs (and in the PLAY RECAP)
     return env

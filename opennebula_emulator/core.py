@@ -1,10 +1,12 @@
 """What oned does: authentication, authorization, VM creation from templates, VM actions and
-state transitions, documents. The XML-RPC layer (:mod:`.oned`), OneFlow and OneGate all call in
-here with the lock of the :class:`~.state.Store` held.
+state transitions, images, documents. The XML-RPC layer (:mod:`.oned`), OneFlow and OneGate all
+call in here with the lock of the :class:`~.state.Store` held.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import time
 from collections.abc import Callable
@@ -14,8 +16,12 @@ from typing import Any
 from . import template_syntax as ts
 from .state import (
     ACTIVE,
+    DATASTORES,
     DONE,
     HOLD,
+    IMAGE_STATE,
+    IMAGE_STATE_NAMES,
+    IMAGE_TYPES,
     LCM,
     PENDING,
     POWEROFF,
@@ -24,6 +30,7 @@ from .state import (
     UNDEPLOYED,
     Document,
     History,
+    Image,
     Network,
     Permissions,
     Store,
@@ -404,7 +411,7 @@ class Cloud:
     def tick(self) -> bool:
         """Apply due VM transitions. Returns True when something changed."""
         t = time.monotonic()
-        changed = False
+        changed = self._image_tick(t)
         for vm in self.store.vms.values():
             while vm.transitions and vm.transitions[0][0] <= t:
                 _, state, lcm = vm.transitions.pop(0)
@@ -536,6 +543,9 @@ class Cloud:
         nics: list[ts.Vector] = []
         nets_used: list[Network] = []
         try:
+            if "DISK" in system:
+                disks = self._disks(system, user, method)
+                system["DISK"] = disks if len(disks) > 1 else disks[0]
             for index, raw in enumerate(ts.values(system, "NIC")):
                 nic = dict(raw) if isinstance(raw, dict) else {}
                 net = self._find_network(nic)
@@ -717,6 +727,265 @@ class Cloud:
             return None
         return vm_token(vm.id, vm.stime, user.token_password)
 
+    # ----------------------------------------------------------------------------- images
+    # ImageAllocate (RequestManagerAllocate.cc), Image::insert/to_xml/disk_attribute
+    # (src/image/Image.cc), ImageManager acquire/release/delete, with the dummy datastore
+    # drivers: an image is LOCKED while the driver "copies" it (one vm_step), then READY; a
+    # deleted image shows DELETE for one vm_step, then it is gone.
+    def get_image(
+        self, user: User, image_id: int, method: str = "one.image.info", op: str = "USE"
+    ) -> Image:
+        image = self.store.images.get(image_id)
+        if image is None:
+            raise no_exists(method, "image", image_id)
+        self.authorize(user, image, op, "IMAGE", method)
+        return image
+
+    def image_vms(self, image: Image) -> list[int]:
+        """IDs of the VMs (not DONE) with a DISK of this image: ``RUNNING_VMS`` / ``VMS``."""
+        found = []
+        for vm in self.store.vms.values():
+            if vm.state == DONE:
+                continue
+            for disk in ts.values(vm.template, "DISK"):
+                if isinstance(disk, dict) and disk.get("IMAGE_ID") == str(image.id):
+                    found.append(vm.id)
+                    break
+        return sorted(found)
+
+    def image_state(self, image: Image, vms: list[int] | None = None) -> int:
+        """The state oned reports: READY becomes USED (USED_PERS) while VMs use the image."""
+        vms = self.image_vms(image) if vms is None else vms
+        if image.state == IMAGE_STATE["READY"] and vms:
+            return IMAGE_STATE["USED_PERS" if image.persistent else "USED"]
+        return image.state
+
+    def image_allocate(
+        self, user: User, tmpl: ts.Template, ds_id: int, method: str = "one.image.allocate"
+    ) -> Image:
+        st = self.store
+        if ds_id not in DATASTORES:
+            raise no_exists(method, "datastore", ds_id)
+        if DATASTORES[ds_id][1] == "SYSTEM_DS":
+            raise OnedError(
+                ALLOCATE, f"[{method}] New images cannot be allocated in a system datastore."
+            )
+        tmpl = ts.copy_template(tmpl)
+
+        def take(key: str) -> str:
+            value = tmpl.pop(key, "")
+            return value if isinstance(value, str) else ""
+
+        def fail(reason: str) -> OnedError:
+            return OnedError(ALLOCATE, f"[{method}] Error allocating a new image. {reason}")
+
+        name = take("NAME")
+        if not name:
+            raise fail("NAME cannot be empty.")
+        for other in st.images.values():
+            if other.name == name and other.uid == user.id:
+                raise fail(f"NAME is already taken by IMAGE {other.id}.")
+        kind = (take("TYPE") or "OS").upper()
+        if kind not in IMAGE_TYPES:
+            raise fail(f"Unknown type {kind}")
+        persistent = int(take("PERSISTENT").upper() == "YES" and kind in IMAGE_TYPES[:3])
+        size_attr = take("SIZE")
+        for key in ("FS", "DRIVER", "TM_MAD"):
+            tmpl.pop(key, None)
+        path, source, fmt = take("PATH"), take("SOURCE"), take("FORMAT")
+        if source and path:
+            raise fail("PATH and SOURCE cannot be both set.")
+        if source and not fmt:
+            raise fail("SOURCE needs FORMAT to be set.")
+        if not source and not path and kind not in ("OS", "DATABLOCK"):
+            raise fail("No PATH nor SOURCE in template.")
+        size_mb, found_fmt = _stat_image(path)
+        if path:
+            fmt = found_fmt  # filled by the datastore driver from the file
+            size_mb = size_mb or 1024  # the dummy driver answers without reading the file
+        else:
+            fmt = fmt or "raw"
+            size_mb = int(size_attr) if size_attr.isdigit() else 0
+        if kind in ("OS", "DATABLOCK", "CDROM") and not ts.first(tmpl, "DEV_PREFIX"):
+            tmpl["DEV_PREFIX"] = "hd" if kind == "CDROM" else "vd"
+        image_id = st.next_id("image")
+        digest = hashlib.md5(f"{image_id}:{name}:{now()}".encode(), usedforsecurity=False)
+        image = Image(
+            id=image_id,
+            uid=user.id,
+            gid=user.gid,
+            uname=user.name,
+            gname=user.gname,
+            name=name,
+            regtime=now(),
+            template=tmpl,
+            type=IMAGE_TYPES.index(kind),
+            persistent=persistent,
+            path=path,
+            source=source or f"/var/lib/one//datastores/{ds_id}/{digest.hexdigest()}",
+            format=fmt,
+            size_mb=size_mb,
+            datastore_id=ds_id,
+            perms=Permissions.from_umask(0o177),
+            ready_at=time.monotonic() + self.timings.vm_step,
+        )
+        st.images[image_id] = image
+        return image
+
+    def image_delete(self, user: User, image_id: int, method: str = "one.image.delete") -> int:
+        image = self.get_image(user, image_id, method, "MANAGE")
+        vms = self.image_vms(image)
+        if vms:
+            raise OnedError(
+                ACTION,
+                f"[{method}] Cannot delete image {image_id}: it is used by VMs "
+                + ",".join(map(str, vms)),
+                image_id,
+            )
+        if image.state != IMAGE_STATE["DELETE"]:
+            image.prev_state, image.state = image.state, IMAGE_STATE["DELETE"]
+            image.ready_at = time.monotonic() + self.timings.vm_step
+        return image_id
+
+    def image_rename(self, user: User, image_id: int, name: str, method: str) -> int:
+        image = self.get_image(user, image_id, method, "MANAGE")
+        for other in self.store.images.values():
+            if other.name == name and other.uid == image.uid and other.id != image_id:
+                raise OnedError(
+                    ACTION, f"[{method}] NAME is already taken by IMAGE {other.id}.", image_id
+                )
+        image.name = name
+        return image_id
+
+    def image_enable(self, user: User, image_id: int, enable: bool, method: str) -> int:
+        image = self.get_image(user, image_id, method, "MANAGE")
+        allowed = ("READY", "DISABLED", "ERROR") if enable else ("READY", "DISABLED")
+        state = IMAGE_STATE_NAMES[self.image_state(image)]
+        if state not in allowed:
+            raise OnedError(
+                ACTION,
+                f"[{method}] Could not {'enable' if enable else 'disable'} image {image_id}: "
+                f"image is in state {state}",
+                image_id,
+            )
+        image.prev_state = image.state
+        image.state = IMAGE_STATE["READY" if enable else "DISABLED"]
+        return image_id
+
+    def image_persistent(self, user: User, image_id: int, persistent: bool, method: str) -> int:
+        image = self.get_image(user, image_id, method, "MANAGE")
+        if self.image_vms(image):
+            raise OnedError(
+                ACTION,
+                f"[{method}] Cannot change the persistent attribute of image {image_id}: "
+                "it is used by VMs",
+                image_id,
+            )
+        image.persistent = int(persistent)
+        return image_id
+
+    def _image_tick(self, t: float) -> bool:
+        changed = False
+        for image in list(self.store.images.values()):
+            if image.ready_at and image.ready_at <= t:
+                image.ready_at = 0.0
+                if image.state == IMAGE_STATE["LOCKED"]:
+                    image.prev_state, image.state = image.state, IMAGE_STATE["READY"]
+                    changed = True
+                elif image.state == IMAGE_STATE["DELETE"]:
+                    del self.store.images[image.id]
+                    changed = True
+        return changed
+
+    def _disks(self, system: ts.Template, owner: User, method: str) -> list[ts.Vector]:
+        """The VM's DISKs as oned completes them (``VirtualMachineDisks::get_images``)."""
+        disks: list[ts.Vector] = []
+        targets: dict[str, int] = {}
+        for index, raw in enumerate(ts.values(system, "DISK")):
+            disk = dict(raw) if isinstance(raw, dict) else {}
+            if "IMAGE_ID" in disk or "IMAGE" in disk:
+                self._disk_from_image(disk, self._disk_image(disk, owner, method))
+            prefix = disk.get("DEV_PREFIX") or "vd"
+            if not disk.get("TARGET"):
+                letter = targets.get(prefix, 0)
+                disk["TARGET"] = prefix + chr(ord("a") + letter)
+                targets[prefix] = letter + 1
+            disk["DISK_ID"] = str(index)
+            disks.append(disk)
+        return disks
+
+    def _disk_image(self, disk: ts.Vector, owner: User, method: str) -> Image:
+        def fail(reason: str) -> OnedError:
+            return OnedError(
+                ALLOCATE, f"[{method}] Error allocating a new virtual machine. {reason}"
+            )
+
+        if "IMAGE_ID" in disk:
+            try:
+                image = self.store.images.get(int(disk["IMAGE_ID"]))
+            except ValueError:
+                image = None
+            if image is None:
+                raise fail(f"Image with ID: {disk['IMAGE_ID']} does not exist")
+        else:
+            uid = owner.id
+            if disk.get("IMAGE_UID", "").isdigit():
+                uid = int(disk["IMAGE_UID"])
+            elif disk.get("IMAGE_UNAME"):
+                named = self.store.user_by_name(disk["IMAGE_UNAME"])
+                uid = named.id if named else -1
+            image = next(
+                (i for i in self.store.images.values() if i.name == disk["IMAGE"] and i.uid == uid),
+                None,
+            )
+            if image is None:
+                raise fail(
+                    f"User {uid} does not own an image with name: {disk['IMAGE']} . Set "
+                    "IMAGE_UNAME or IMAGE_UID of owner in DISK."
+                )
+        if not self.can(owner, image.uid, image.gid, image.perms, "USE"):
+            raise fail(f"User [{owner.id}] : Not authorized to perform USE IMAGE [{image.id}].")
+        state = IMAGE_STATE_NAMES[self.image_state(image)]
+        if state == "USED_PERS":
+            raise fail(f"Cannot acquire image {image.id}, it is persistent and already in use")
+        if state not in ("READY", "USED"):
+            raise fail(f"Cannot acquire image {image.id}, it is in state {state}")
+        return image
+
+    def _disk_from_image(self, disk: ts.Vector, image: Image) -> None:
+        """``Image::disk_attribute`` and the datastore attributes (dummy TM)."""
+        dev_prefix = disk.get("DEV_PREFIX") or ts.first(image.template, "DEV_PREFIX") or "vd"
+        persistent = bool(image.persistent)
+        disk.update(
+            {
+                "CLONE": "NO" if persistent else "YES",
+                "CLONE_TARGET": "SYSTEM",
+                "CLUSTER_ID": "0",
+                "DATASTORE": DATASTORES[image.datastore_id][0],
+                "DATASTORE_ID": str(image.datastore_id),
+                "DEV_PREFIX": dev_prefix if isinstance(dev_prefix, str) else "vd",
+                "DISK_SNAPSHOT_TOTAL_SIZE": "0",
+                "DISK_TYPE": "FILE",
+                "IMAGE": image.name,
+                "IMAGE_ID": str(image.id),
+                "IMAGE_STATE": str(IMAGE_STATE["USED_PERS" if persistent else "USED"]),
+                "IMAGE_UID": str(image.uid),
+                "IMAGE_UNAME": image.uname,
+                "LN_TARGET": "NONE",
+                "ORIGINAL_SIZE": str(image.size_mb),
+                "READONLY": disk.get("READONLY", "NO"),
+                "SAVE": "YES" if persistent else "NO",
+                "SOURCE": image.source,
+                "TM_MAD": "dummy",
+                "TYPE": "FILE",
+            }
+        )
+        if persistent:
+            disk["PERSISTENT"] = "YES"
+        if image.format:
+            disk["DRIVER"] = disk["FORMAT"] = image.format.lower()
+        disk.setdefault("SIZE", str(image.size_mb))
+
     # -------------------------------------------------------------------------- documents
     def get_document(
         self, user: User, doc_id: int, method: str = "one.document.info", op: str = "USE"
@@ -763,3 +1032,19 @@ class Cloud:
     ) -> list[Document]:
         docs = [d for d in self.store.documents.values() if d.type == doc_type]
         return self.visible(user, docs, filter_flag, start, end)
+
+
+def _stat_image(path: str) -> tuple[int, str]:
+    """(size in MB, format) of a local image file, as the datastore's ``stat``/``cp`` would
+    find them: the virtual size of a qcow2 (its header), else the file size; (0, "raw") when
+    the file cannot be read (a URL, or a path on another machine)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(32)
+            handle.seek(0, 2)
+            length = handle.tell()
+    except OSError:
+        return 0, "qcow2" if path.endswith(".qcow2") else "raw"
+    if header[:4] == b"QFI\xfb" and len(header) >= 32:
+        return max(1, math.ceil(int.from_bytes(header[24:32], "big") / 2**20)), "qcow2"
+    return max(1, math.ceil(length / 2**20)), "raw"

@@ -120,7 +120,16 @@ class OnedApi:
             "one.template.info": self.template_info,
             "one.template.allocate": self.template_allocate,
             "one.template.instantiate": self.template_instantiate,
+            "one.template.update": self.template_update,
+            "one.template.delete": self.template_delete,
             "one.templatepool.info": self.templatepool_info,
+            "one.image.allocate": self.image_allocate,
+            "one.image.info": self.image_info,
+            "one.image.delete": self.image_delete,
+            "one.image.rename": self.image_rename,
+            "one.image.enable": self.image_enable,
+            "one.image.persistent": self.image_persistent,
+            "one.imagepool.info": self.imagepool_info,
             "one.document.info": self.document_info,
             "one.document.allocate": self.document_allocate,
             "one.document.update": self.document_update,
@@ -284,6 +293,29 @@ class OnedApi:
         extra = p.str(4) if len(p) > 4 else ""
         return self.cloud.template_instantiate(user, tid, name, hold, extra, method).id
 
+    def template_update(self, user: User, p: Params, method: str) -> int:
+        """``one.template.update(id, text, append)``: 0 replaces the template, 1 merges."""
+        tid, text = p.int(1), p.str(2)
+        append = p.int(3) if len(p) > 3 else 0
+        vmt = self.cloud.get_template(user, tid, method, "MANAGE")
+        try:
+            new = ts.parse_str_or_xml(text) if text.strip() else {}
+        except ts.TemplateParseError as exc:
+            raise OnedError(INTERNAL, f"[{method}] Parse error: {exc}", tid) from None
+        new.pop("NAME", None)
+        if append == 1:
+            ts.merge(vmt.template, new)
+        else:
+            vmt.template = new
+        return tid
+
+    def template_delete(self, user: User, p: Params, method: str) -> int:
+        """``one.template.delete(id[, recursive])``: the images are kept (no recursive delete)."""
+        tid = p.int(1)
+        self.cloud.get_template(user, tid, method, "MANAGE")
+        del self.rt.store.vm_templates[tid]
+        return tid
+
     def templatepool_info(self, user: User, p: Params, method: str) -> str:
         tmpls = self.cloud.visible(
             user, list(self.rt.store.vm_templates.values()), p.int(1), p.int(2), p.int(3)
@@ -293,6 +325,41 @@ class OnedApi:
             + "".join(X.render(X.vm_template_node(t)) for t in tmpls)
             + "</VMTEMPLATE_POOL>"
         )
+
+    # ---------------------------------------------------------------------------- images
+    def _image_xml(self, image: Any) -> str:
+        vms = self.cloud.image_vms(image)
+        return X.render(X.image_node(image, self.cloud.image_state(image, vms), vms))
+
+    def image_allocate(self, user: User, p: Params, method: str) -> int:
+        text, ds_id = p.str(1), p.int(2)
+        try:
+            tmpl = ts.parse_str_or_xml(text)
+        except ts.TemplateParseError as exc:
+            raise OnedError(INTERNAL, f"[{method}] Parse error: {exc}") from None
+        return self.cloud.image_allocate(user, tmpl, ds_id, method).id
+
+    def image_info(self, user: User, p: Params, method: str) -> str:
+        return self._image_xml(self.cloud.get_image(user, p.int(1), method))
+
+    def image_delete(self, user: User, p: Params, method: str) -> int:
+        return self.cloud.image_delete(user, p.int(1), method)
+
+    def image_rename(self, user: User, p: Params, method: str) -> int:
+        return self.cloud.image_rename(user, p.int(1), p.str(2), method)
+
+    def image_enable(self, user: User, p: Params, method: str) -> int:
+        return self.cloud.image_enable(user, p.int(1), p.bool(2), method)
+
+    def image_persistent(self, user: User, p: Params, method: str) -> int:
+        return self.cloud.image_persistent(user, p.int(1), p.bool(2), method)
+
+    def imagepool_info(self, user: User, p: Params, method: str) -> str:
+        """``(filter, start, end)``; community.general sends a 4th -1, which is ignored."""
+        images = self.cloud.visible(
+            user, list(self.rt.store.images.values()), p.int(1), p.int(2), p.int(3)
+        )
+        return "<IMAGE_POOL>" + "".join(self._image_xml(i) for i in images) + "</IMAGE_POOL>"
 
     # ------------------------------------------------------------------------- documents
     def document_info(self, user: User, p: Params, method: str) -> str:

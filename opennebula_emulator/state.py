@@ -1,4 +1,5 @@
-"""Data model of the emulated cloud: users, groups, VMs, VM templates, networks, documents.
+"""Data model of the emulated cloud: users, groups, VMs, VM templates, images, networks,
+documents.
 
 Everything lives in one :class:`Store` guarded by one re-entrant lock. Objects carry an XML cache
 that must be dropped with :meth:`Vm.changed` (etc.) whenever a field that oned would serialise
@@ -39,6 +40,14 @@ LCM_STATE_NAMES = """LCM_INIT PROLOG BOOT RUNNING MIGRATE SAVE_STOP SAVE_SUSPEND
     PROLOG_MIGRATE_UNKNOWN_FAILURE DISK_RESIZE DISK_RESIZE_POWEROFF DISK_RESIZE_UNDEPLOYED
     HOTPLUG_NIC_POWEROFF HOTPLUG_RESIZE HOTPLUG_SAVEAS_UNDEPLOYED HOTPLUG_SAVEAS_STOPPED""".split()
 LCM = {name: i for i, name in enumerate(LCM_STATE_NAMES)}
+
+# Image states (include/Image.h) and the datastores images can be registered in
+IMAGE_STATE_NAMES = """INIT READY USED DISABLED LOCKED ERROR CLONE DELETE USED_PERS LOCKED_USED
+    LOCKED_USED_PERS""".split()
+IMAGE_STATE = {name: i for i, name in enumerate(IMAGE_STATE_NAMES)}
+IMAGE_TYPES = ("OS", "CDROM", "DATABLOCK", "KERNEL", "RAMDISK", "CONTEXT", "BACKUP")
+# id -> (name, type): the three datastores of a fresh front-end (0 system, 1 images, 2 files)
+DATASTORES = {0: ("system", "SYSTEM_DS"), 1: ("default", "IMAGE_DS"), 2: ("files", "FILE_DS")}
 
 DOC_SERVICE = 100
 DOC_SERVICE_TEMPLATE = 101
@@ -199,6 +208,32 @@ class VmTemplate:
 
 
 @dataclass
+class Image:
+    """``Image`` of oned. ``state`` is the stored one; READY shows as USED/USED_PERS while
+    VMs use the image (derived from the VMs' DISKs, see ``Cloud.image_vms``)."""
+
+    id: int
+    uid: int
+    gid: int
+    uname: str
+    gname: str
+    name: str
+    regtime: int
+    template: ts.Template
+    type: int = 0  # OS
+    persistent: int = 0
+    path: str = ""
+    source: str = ""
+    format: str = ""
+    size_mb: int = 0
+    state: int = IMAGE_STATE["LOCKED"]
+    prev_state: int = IMAGE_STATE["INIT"]
+    datastore_id: int = 1
+    perms: Permissions = field(default_factory=Permissions)
+    ready_at: float = 0.0  # emulator bookkeeping: when LOCKED -> READY, or DELETE -> gone
+
+
+@dataclass
 class Network:
     id: int
     name: str
@@ -285,11 +320,12 @@ class Store:
         self.users: dict[int, User] = {}
         self.vms: dict[int, Vm] = {}
         self.vm_templates: dict[int, VmTemplate] = {}
+        self.images: dict[int, Image] = {}
         self.networks: dict[int, Network] = {}
         self.documents: dict[int, Document] = {}
         self.hosts: dict[int, Host] = {0: Host(0, "dummy-host")}
         self.next_ids: dict[str, int] = dict.fromkeys(
-            ["user", "vm", "template", "network", "document"], 0
+            ["user", "vm", "template", "image", "network", "document"], 0
         )
         self.next_ids["group"] = 2
 
@@ -344,6 +380,7 @@ class Store:
             "hosts": [ser(h) for h in self.hosts.values()],
             "networks": [ser(n) for n in self.networks.values()],
             "vm_templates": [ser(t) for t in self.vm_templates.values()],
+            "images": [ser(i) for i in self.images.values()],
             "vms": [ser(v) for v in self.vms.values()],
             "documents": [ser(d) for d in self.documents.values()],
         }
@@ -368,6 +405,11 @@ class Store:
             t = dict(t)
             t["perms"] = perms(t.get("perms"))
             self.vm_templates[t["id"]] = VmTemplate(**t)
+        for i in data.get("images", []):
+            i = dict(i)
+            i["perms"] = perms(i.get("perms"))
+            i["ready_at"] = 0.0  # a monotonic time of another process: due at the next tick
+            self.images[i["id"]] = Image(**i)
         for v in data.get("vms", []):
             v = dict(v)
             v["perms"] = perms(v.get("perms"))
@@ -381,6 +423,7 @@ class Store:
             ("user", self.users),
             ("vm", self.vms),
             ("template", self.vm_templates),
+            ("image", self.images),
             ("network", self.networks),
             ("document", self.documents),
         ):

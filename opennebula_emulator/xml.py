@@ -14,7 +14,19 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from . import template_syntax as ts
-from .state import DONE, Document, History, Host, Network, Permissions, User, Vm, VmTemplate
+from .state import (
+    DATASTORES,
+    DONE,
+    Document,
+    History,
+    Host,
+    Image,
+    Network,
+    Permissions,
+    User,
+    Vm,
+    VmTemplate,
+)
 
 TEXT, CDATA, ELEM, EMPTY = range(4)
 
@@ -408,6 +420,49 @@ def vm_template_node(tmpl: VmTemplate) -> Node:
             perms_node(tmpl.perms),
             text("REGTIME", tmpl.regtime),
             template_node("TEMPLATE", tmpl.template),
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------- images
+def image_node(image: Image, state: int, vms: list[int]) -> Node:
+    """``Image::to_xml`` (7.0): ``state`` and ``vms`` come from ``Cloud.image_state/image_vms``.
+    SOURCE/PATH/FORMAT/FS are escaped text; the collections are empty elements when empty."""
+    snapshots = [text("ALLOW_ORPHANS", "NO"), text("CURRENT_BASE", -1), text("NEXT_SNAPSHOT", 0)]
+    return elem(
+        "IMAGE",
+        [
+            text("ID", image.id),
+            text("UID", image.uid),
+            text("GID", image.gid),
+            text("UNAME", image.uname),
+            text("GNAME", image.gname),
+            text("NAME", image.name),
+            perms_node(image.perms),
+            text("TYPE", image.type),
+            text("DISK_TYPE", 0),
+            text("PERSISTENT", image.persistent),
+            text("REGTIME", image.regtime),
+            text("SOURCE", image.source),
+            text("PATH", image.path),
+            text("FORMAT", image.format),
+            text("FS", ""),
+            text("SIZE", image.size_mb),
+            text("STATE", state),
+            text("PREV_STATE", image.prev_state),
+            text("RUNNING_VMS", len(vms)),
+            text("CLONING_OPS", 0),
+            text("CLONING_ID", -1),
+            text("TARGET_SNAPSHOT", -1),
+            text("DATASTORE_ID", image.datastore_id),
+            text("DATASTORE", DATASTORES[image.datastore_id][0]),
+            elem("VMS", [text("ID", vm_id) for vm_id in vms]),
+            elem("CLONES", []),
+            elem("APP_CLONES", []),
+            template_node("TEMPLATE", image.template),
+            elem("SNAPSHOTS", snapshots),
+            empty("BACKUP_INCREMENTS"),
+            elem("BACKUP_DISK_IDS", []),
         ],
     )
 

@@ -465,6 +465,7 @@ def _cross_checks(values, role):
 def to_role_vars(spec, values, role):
     """The role variables the validated ``values`` set for ``role``.
 
+    A ``maps_to`` target ``var.key`` sets one key of the dict variable ``var``.
     Unset (``None``) values set nothing, so the role defaults apply. With TLS on, ``tls_side``
     is set (server on the SuperLink, client on a SuperNode) and operator certificates switch the
     tls role to ``tls_ca_mode: provided``.
@@ -474,7 +475,12 @@ def to_role_vars(spec, values, role):
         target = (var.get("maps_to") or {}).get(role)
         value = values.get(var["name"])
         if target and value is not None:
-            result[target] = value
+            # "superlink_training.num_rounds": a key of a dict variable.
+            name, _, key = target.partition(".")
+            if key:
+                result.setdefault(name, {})[key] = value
+            else:
+                result[name] = value
     if values.get("ONEAPP_FL_TLS_ENABLED"):
         result["tls_side"] = "server" if role == "superlink" else "client"
         if role == "superlink" and values.get("ONEAPP_FL_SSL_CERTFILE") is not None:

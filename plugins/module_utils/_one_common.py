@@ -310,11 +310,11 @@ def wait_until(check, timeout, backoff, sleep=time.sleep, clock=time.monotonic, 
     """Call ``check()`` until it returns ``(True, value)``; sleep per ``backoff`` in between.
 
     ``check`` returns ``(done, value)``. Raises :class:`WaitTimeout` (carrying the last value)
-    when ``timeout`` seconds pass. The last sleep is shortened so the deadline is kept, and one
-    last check runs at the deadline. Returns ``(value, attempts, elapsed)``.
+    when ``timeout`` seconds pass (``None``: never). The last sleep is shortened so the deadline
+    is kept, and one last check runs at the deadline. Returns ``(value, attempts, elapsed)``.
     """
     start = clock()
-    deadline = start + max(0.0, float(timeout))
+    deadline = float("inf") if timeout is None else start + max(0.0, float(timeout))
     delays = backoff.delays()
     attempts = 0
     last = None

@@ -67,6 +67,7 @@ options:
   wait_timeout:
     description:
       - Seconds to wait for O(wait_for) before failing.
+      - V(-1) waits without limit (an edge node that must outlast any outage of the SuperLink).
     type: int
     default: 300
   backoff:
@@ -337,7 +338,9 @@ def main():
                 return evaluate(targets, expectations, params["role_match"])
 
             try:
-                _, attempts, elapsed = wait_until(check, params["wait_timeout"], backoff)
+                _, attempts, elapsed = wait_until(
+                    check, None if params["wait_timeout"] < 0 else params["wait_timeout"], backoff
+                )
             except WaitTimeout as exc:
                 target = f"the VMs of role {role!r}" if role else "the VM"
                 module.fail_json(

@@ -12,36 +12,78 @@ since this ServerApp started the strategy, measured before the initial evaluatio
 ``loss``/``accuracy`` are the log loss and accuracy of the global model on the held-out central
 test set; they are also stored in the run's ServerApp-side metrics as ``central_loss`` and
 ``central_accuracy``.
+
+Rounds, strategy, its parameters and the minimum numbers of nodes come from the run config, else
+from the SuperLink appliance's training settings (see ``settings.py``). With checkpointing on,
+the global model is saved every ``checkpoint_interval`` rounds as ``round-<n>.npz`` in
+``<checkpoint_dir>/<run id>``, and ``checkpoint_resume`` starts from the newest one there is.
 """
 
 from __future__ import annotations
 
 import time
-from logging import INFO
+from logging import INFO, WARNING
+from pathlib import Path
 
+import numpy as np
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp import strategy as strategies
 
 from flower_sklearn_digits import task
+from flower_sklearn_digits.settings import Settings, resolve
 
 app = ServerApp()
 
 
+def make_strategy(settings: Settings, fraction_train: float, fraction_evaluate: float):
+    """The strategy the settings name, with their parameters."""
+    common = {
+        "fraction_train": fraction_train,
+        "fraction_evaluate": fraction_evaluate,
+        "min_train_nodes": settings.min_fit_clients,
+        "min_evaluate_nodes": settings.min_evaluate_clients,
+        "min_available_nodes": settings.min_available_clients,
+    }
+    extra = {
+        "FedProx": {"proximal_mu": settings.fedprox_mu},
+        "FedAdam": {"tau": settings.fedadam_tau},
+        "Krum": {"num_malicious_nodes": settings.byzantine_clients},
+        "Bulyan": {"num_malicious_nodes": settings.byzantine_clients},
+        "FedTrimmedAvg": {"beta": settings.trim_ratio},
+    }.get(settings.strategy, {})
+    return getattr(strategies, settings.strategy)(**common, **extra)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = sorted(directory.glob("*/round-*.npz"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Run ``num-server-rounds`` rounds of FedAvg and log one progress line per round."""
+    """Run the configured rounds and log one progress line per round."""
     cfg = context.run_config
-    num_rounds = int(cfg["num-server-rounds"])
-    min_nodes = int(cfg["min-nodes"])
+    settings = resolve(cfg)
+    num_rounds = settings.num_rounds
+    log(INFO, "SETTINGS %s", settings)
 
     model = task.create_model(local_epochs=int(cfg["local-epochs"]), c=float(cfg["C"]))
     x_test, y_test = task.load_central_test()
+    checkpoints = Path(settings.checkpoint_dir)
+    initial = ArrayRecord(task.get_params(model))
+    if settings.checkpoint_resume and (found := latest_checkpoint(checkpoints)) is not None:
+        with np.load(found) as saved:
+            keys = sorted(saved.files, key=lambda k: int(k.rsplit("_", 1)[1]))  # arr_0, arr_1, ...
+            initial = ArrayRecord([saved[k] for k in keys])
+        log(INFO, "RESUME from %s", found)
+    run_dir = checkpoints / str(context.run_id)
     t_start = time.monotonic()
 
     def central_evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        task.set_params(model, arrays.to_numpy_ndarrays())
+        params = arrays.to_numpy_ndarrays()
+        task.set_params(model, params)
         loss, acc = task.evaluate(model, x_test, y_test)
         elapsed = time.monotonic() - t_start
         if server_round == 0:
@@ -56,18 +98,20 @@ def main(grid: Grid, context: Context) -> None:
                 acc,
                 elapsed,
             )
+            if settings.checkpoint_enabled and server_round % settings.checkpoint_interval == 0:
+                try:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+                    np.savez(run_dir / f"round-{server_round}.npz", *params)
+                except OSError as exc:
+                    log(WARNING, "checkpoint of round %d not saved: %s", server_round, exc)
         return MetricRecord({"central_loss": loss, "central_accuracy": acc})
 
-    strategy = FedAvg(
-        fraction_train=float(cfg["fraction-train"]),
-        fraction_evaluate=float(cfg["fraction-evaluate"]),
-        min_train_nodes=min_nodes,
-        min_evaluate_nodes=min_nodes,
-        min_available_nodes=min_nodes,
+    strategy = make_strategy(
+        settings, float(cfg["fraction-train"]), float(cfg["fraction-evaluate"])
     )
     result = strategy.start(
         grid=grid,
-        initial_arrays=ArrayRecord(task.get_params(model)),
+        initial_arrays=initial,
         num_rounds=num_rounds,
         evaluate_fn=central_evaluate,
     )

@@ -1,7 +1,8 @@
 """End to end: the demo trains on the federation site.yml deployed, driven from the controller.
 
-The tests run in file order: train; then reconfigure the running federation with site.yml (the
-SuperLink restarts with process isolation) and train again on the same SuperNodes.
+The tests run in file order: TLS is in use (a plain-text client is refused); train over TLS;
+then reconfigure the running federation with site.yml (the SuperLink restarts with process
+isolation) and train again on the same SuperNodes.
 """
 
 import json
@@ -26,9 +27,17 @@ def vm_address(host):
     return facts["ansible_facts"]["ansible_default_ipv4"]["address"]
 
 
-def flwr_check(host, *args, timeout=660):
+def ca_file(host):
+    """The federation's CA certificate, as an operator copies it from the SuperLink VM."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "flower-ca.crt"
+    path.write_text(host.file("/opt/flower/certs/ca.crt").content_string)
+    return path
+
+
+def flwr_check(host, *args, timeout=660, tls=True):
     address = f"{vm_address(host)}:9093"
-    cmd = [str(FLWR_PYTHON), str(CHECKER), str(APP), "local", "--address", address, *args]
+    federation = ["appliance", "--root-certificates", str(ca_file(host))] if tls else ["local"]
+    cmd = [str(FLWR_PYTHON), str(CHECKER), str(APP), *federation, "--address", address, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     sys.stdout.write(proc.stdout + proc.stderr)
     return proc
@@ -58,6 +67,28 @@ def activated_nodes(host):
     return set(re.findall(r"Activated node_id=(\d+)", log))
 
 
+def playbook(name, *args):
+    """Run one of the collection's playbooks on the scenario's inventory, as an operator would."""
+    proc = subprocess.run(
+        [
+            "ansible-playbook", f"playbooks/{name}",
+            "-i", f"{os.environ['MOLECULE_EPHEMERAL_DIRECTORY']}/inventory", *args,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return proc
+
+
+def test_plain_text_client_is_refused(host):
+    proc = flwr_check(host, "--list-runs", timeout=120, tls=False)
+    assert proc.returncode != 0, "the SuperLink answered a plain-text client"
+    args = host.check_output("docker inspect -f '{{json .Args}}' flower-superlink")
+    assert "--ssl-certfile" in args
+
+
 def test_both_supernodes_activated(host):
     nodes = activated_nodes(host)
     assert len(nodes) >= 2, f"SuperNodes seen by the SuperLink: {sorted(nodes)}"
@@ -75,18 +106,7 @@ def test_demo_trains_to_completion(host, tmp_path):
 def test_reconfiguration_keeps_nodes_and_history(host, tmp_path):
     history = run_ids(host)
     assert history, "the first run is not in the SuperLink's history"
-    proc = subprocess.run(
-        [
-            "ansible-playbook", "playbooks/site.yml",
-            "-i", f"{os.environ['MOLECULE_EPHEMERAL_DIRECTORY']}/inventory",
-            "--limit", "superlink",
-            "-e", "superlink_isolation=process",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    proc = playbook("site.yml", "--limit", "superlink", "-e", "superlink_isolation=process")
     assert proc.returncode == 0
     assert re.search(r"changed=[1-9]", proc.stdout), "site.yml did not apply the new setting"
 
@@ -102,3 +122,16 @@ def test_reconfiguration_keeps_nodes_and_history(host, tmp_path):
     after = run_ids(host)
     assert history < after, "runs from before the restart are missing"
     assert str(result["run_id"]) in after
+
+
+def test_certificate_rotation_keeps_nodes_and_history(host, tmp_path):
+    """A new CA and server certificate: the SuperLink restarts on them, the SuperNodes get the
+    new CA, and the federation trains again with its history."""
+    history = run_ids(host)
+    before = host.file("/opt/flower/certs/ca.crt").content_string
+    proc = playbook("rotate_certs.yml", "-e", "tls_rotate_ca=true")
+    assert proc.returncode == 0
+    assert host.file("/opt/flower/certs/ca.crt").content_string != before
+    result = train(host, tmp_path, rounds=1)  # trusts the new CA only (ca_file reads it again)
+    assert result["status"] == "finished:completed"
+    assert history < run_ids(host)

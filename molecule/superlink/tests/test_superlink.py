@@ -37,7 +37,9 @@ def test_runs_as_flower_user(container):
 
 def test_flower_arguments(container):
     args = container["Args"]
-    assert "--insecure" in args
+    assert "--insecure" not in args  # TLS is on by default
+    assert args[args.index("--ssl-certfile") + 1] == "certificates/server.pem"
+    assert args[args.index("--ssl-keyfile") + 1] == "certificates/server.key"
     assert args[args.index("--isolation") + 1] == "subprocess"
     assert args[args.index("--database") + 1] == "state/state.db"
 

@@ -144,7 +144,7 @@ def test_defaults_are_valid(role):
     values, errors = validate(SPEC, {}, role)
     assert errors == []
     assert values["ONEAPP_FLOWER_VERSION"] == "1.25.0"
-    assert values["ONEAPP_FL_TLS_ENABLED"] is False
+    assert values["ONEAPP_FL_TLS_ENABLED"] is True
 
 
 def test_maps_to_names_role_variables_of_the_roles():
@@ -155,7 +155,11 @@ def test_maps_to_names_role_variables_of_the_roles():
             else:
                 assert target.startswith(f"{role}_"), (var["name"], target)
                 defaults = ROOT / "roles" / role / "defaults" / "main.yml"
-            assert target in yaml.safe_load(defaults.read_text()), (var["name"], target)
+            name, _, key = target.partition(".")
+            assert name in yaml.safe_load(defaults.read_text()), (var["name"], target)
+            if key:  # a key of a dict variable: the role must know it
+                known = yaml.safe_load((ROOT / "roles" / role / "vars" / "main.yml").read_text())
+                assert key in known[f"__{name}_keys"], (var["name"], target)
 
 
 # ------------------------------------------------------------------------ every variable
@@ -285,6 +289,20 @@ def test_to_role_vars_superlink():
         "superlink_isolation": "process",
         "superlink_database_enabled": True,
         "superlink_tls_enabled": True,
+        "superlink_training": {
+            "num_rounds": 3,
+            "strategy": "FedAvg",
+            "min_fit_clients": 2,
+            "min_evaluate_clients": 2,
+            "min_available_clients": 2,
+            "fedprox_mu": 1.0,
+            "fedadam_tau": 1e-9,
+            "byzantine_clients": 0,
+            "trim_ratio": 0.2,
+            "checkpoint_enabled": False,
+            "checkpoint_interval": 1,
+            "checkpoint_resume": False,
+        },
         "tls_provided_ca": OPERATOR_CERTS["ONEAPP_FL_SSL_CA_CERTFILE"],
         "tls_provided_cert": OPERATOR_CERTS["ONEAPP_FL_SSL_CERTFILE"],
         "tls_provided_key": OPERATOR_CERTS["ONEAPP_FL_SSL_KEYFILE"],
@@ -299,6 +317,7 @@ def test_to_role_vars_supernode():
         "ONEAPP_FL_NODE_CONFIG": "partition-id=1 num-partitions=2",
         "ONEAPP_FL_FRAMEWORK": "pytorch",
         "ONEAPP_FL_MAX_WAIT_TIME": "60",
+        "ONEAPP_FL_TLS_ENABLED": "NO",
     }
     values, errors = validate(SPEC, env, "supernode")
     assert errors == []
@@ -306,6 +325,7 @@ def test_to_role_vars_supernode():
         "supernode_flower_version": "1.25.0",
         "supernode_log_level": "INFO",
         "supernode_tls_enabled": False,
+        "supernode_discovery_backoff": "fixed",
         "supernode_superlink_address": "10.0.0.5:9092",
         "supernode_max_retries": 0,
         "supernode_max_wait_time": 60,
@@ -325,8 +345,10 @@ def test_user_inputs_format(schema):
     assert (
         inputs["ONEAPP_FL_NUM_ROUNDS"] == "O|range|Number of federated training rounds.|1..100000|3"
     )
-    assert inputs["ONEAPP_FL_TLS_ENABLED"].startswith("O|boolean|Encrypt the Fleet API")
-    assert inputs["ONEAPP_FL_TLS_ENABLED"].endswith("| |NO")
+    assert inputs["ONEAPP_FL_TLS_ENABLED"].startswith(
+        "O|boolean|Encrypt the Fleet and Control APIs"
+    )
+    assert inputs["ONEAPP_FL_TLS_ENABLED"].endswith("| |YES")
     assert inputs["ONEAPP_FLOWER_VERSION"].startswith("O|text|Flower version")
     assert inputs["ONEAPP_FL_SSL_KEYFILE"].split("|")[1] == "text64"
     assert inputs["ONEAPP_FL_TRIM_RATIO"].split("|")[1:4:2] == ["range-float", "0.0..0.49"]

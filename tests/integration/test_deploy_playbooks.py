@@ -1,0 +1,330 @@
+"""playbooks/deploy.yml -> scale.yml -> destroy.yml against the emulator, a background thread
+playing the guests (what the appliances publish through OneGate), plus the service template files
+(oneflow/) against OneFlow 7.0 and 6.10, and bad input refused before anything is created."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOKS = ROOT / "playbooks"
+TEMPLATES = {
+    "7.0": ROOT / "oneflow" / "flower-service.yaml",
+    "6.10": ROOT / "oneflow" / "flower-service-6.10.yaml",
+}
+PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    + "\n".join(["MIIBszCCAVmgAwIBAgIUQ2Zvb2Jhcg" + "A" * 34] * 3)
+    + "\n-----END CERTIFICATE-----\n"
+)
+QCOW2 = b"QFI\xfb" + b"\0" * 20 + (10 * 2**30).to_bytes(8, "big") + b"\0" * 64
+REGISTRATION = (
+    "Register the appliance images (idempotent by name)",
+    "Register the VM templates (created, or rewritten by community.general.one_template)",
+    "Register the OneFlow service template with the VM template ids",
+    "Instantiate the service and wait until the SuperLink has published FL_READY=YES",
+    "Write the SuperLink's CA certificate (FL_CA_CERT, base64-encoded PEM or PEM)",
+)
+
+
+def guests(emu: Any, helpers: Any, tls: bool = True) -> Any:
+    """Every VM of a service that reaches RUNNING publishes what the appliances publish: the
+    SuperLink READY, FL_READY, FL_ENDPOINT, FL_TLS, FL_VERSION (and FL_CA_CERT, base64 PEM);
+    a SuperNode READY and FL_NODE_READY. Through OneGate, with the VM's token."""
+
+    def play(stop: Any) -> dict[int, str]:
+        done: dict[int, str] = {}
+        while not stop.is_set():
+            with emu.lock:
+                running = [
+                    (vm.id, vm.user_template.get("ROLE_NAME"))
+                    for vm in emu.store.vms.values()
+                    if vm.state == 3 and vm.lcm_state == 3 and vm.user_template.get("ROLE_NAME")
+                ]
+            for vm_id, role in running:
+                if vm_id in done:
+                    continue
+                attrs = {"READY": "YES"}
+                if role == "superlink":
+                    attrs.update(
+                        FL_ENDPOINT=f"{helpers.vm_ip(emu, vm_id)}:9092",
+                        FL_TLS="YES" if tls else "NO",
+                        FL_VERSION="1.25.0",
+                        FL_READY="YES",
+                    )
+                    if tls:
+                        attrs["FL_CA_CERT"] = base64.b64encode(PEM.encode()).decode()
+                else:
+                    attrs["FL_NODE_READY"] = "YES"
+                assert helpers.onegate_put(emu, vm_id, attrs) == 200
+                done[vm_id] = role
+            time.sleep(0.02)
+        return done
+
+    return helpers.Background(play)
+
+
+def deploy_vars(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    for name in ("superlink.qcow2", "supernode.qcow2"):
+        (tmp_path / name).write_bytes(QCOW2)
+    return {
+        "flower_superlink_image_path": str(tmp_path / "superlink.qcow2"),
+        "flower_supernode_image_path": str(tmp_path / "supernode.qcow2"),
+        "flower_network_id": 0,
+        "flower_service_name": "fl-test",
+        "flower_ca_file": str(tmp_path / "out" / "ca.crt"),
+        "flower_federation_file": str(tmp_path / "out" / "federation.toml"),
+        "flower_poll_interval": 0.1,
+        "flower_context": {"ONEAPP_FL_NUM_ROUNDS": 5, "ONEAPP_FL_NODE_CONFIG": "num-partitions=2"},
+        **extra,
+    }
+
+
+def changed_tasks(run: Any) -> list[str]:
+    return [
+        task["task"]["name"]
+        for play in run.data.get("plays", [])
+        for task in play.get("tasks", [])
+        if task["hosts"].get("localhost", {}).get("changed")
+    ]
+
+
+@pytest.mark.parametrize("version", ["7.0", "6.10"])
+def test_template_files_accepted_by_oneflow(make_emulator: Any, version: str) -> None:
+    """Both generated files pass OneFlow's validation (an emulator of each version), with the
+    role user inputs, the network input, straight deployment and the ready status gate."""
+    body = yaml.safe_load(TEMPLATES[version].read_text())
+    emu = make_emulator(version=version)
+    template_id = emu.add_service_template(copy.deepcopy(body))
+    assert template_id is not None
+    inputs = "custom_attrs" if version == "6.10" else "user_inputs"
+    assert body["deployment"] == "straight" and body["ready_status_gate"] is True
+    assert set(body["networks"]) == {"Private"}
+    superlink, supernode = body["roles"]
+    assert (superlink["cardinality"], superlink["min_vms"], superlink["max_vms"]) == (1, 1, 1)
+    assert (supernode["cardinality"], supernode["min_vms"], supernode["max_vms"]) == (2, 2, 10)
+    assert supernode["parents"] == ["superlink"]
+    assert "ONEAPP_FLOWER_VERSION" in body[inputs]  # both roles read it: service level
+    assert "ONEAPP_FL_NUM_ROUNDS" in superlink[inputs]  # SuperLink only: role level
+    assert "ONEAPP_FL_NODE_CONFIG" in supernode[inputs]
+    assert not set(superlink[inputs]) & set(supernode[inputs])
+
+
+def test_tool_check_is_clean() -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "oneflow_template.py"), "check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_deploy_scale_destroy(make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path):
+    """deploy (images, VM templates, service template, service, FL_READY, CA file, federation
+    block), deploy again (nothing changes), scale to 3, destroy with templates and images."""
+    emu = make_emulator()
+    ansible = ansible_for(emu)
+    variables = deploy_vars(tmp_path)
+    players = guests(emu, helpers)
+    deploy = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
+    assert deploy.rc == 0, deploy.output
+
+    # -- what was registered
+    with emu.lock:
+        images = {i.name: i for i in emu.store.images.values()}
+        vm_templates = {t.name: t for t in emu.store.vm_templates.values()}
+    assert set(images) == {"Flower SuperLink v1.25.0", "Flower SuperNode v1.25.0"}
+    assert images["Flower SuperLink v1.25.0"].path == variables["flower_superlink_image_path"]
+    superlink_tmpl = vm_templates["Flower SuperLink"].template
+    context = superlink_tmpl["CONTEXT"]
+    assert (context["TOKEN"], context["NETWORK"], context["REPORT_READY"]) == ("YES", "YES", "NO")
+    assert context["SSH_PUBLIC_KEY"] == "$USER[SSH_PUBLIC_KEY]"
+    assert context["ONEAPP_FL_NUM_ROUNDS"] == "$ONEAPP_FL_NUM_ROUNDS"
+    assert "ONEAPP_FL_NODE_CONFIG" not in context  # a SuperNode variable
+    assert vm_templates["Flower SuperNode"].template["CONTEXT"]["ONEAPP_FL_NODE_CONFIG"] == (
+        "$ONEAPP_FL_NODE_CONFIG"
+    )
+    assert superlink_tmpl["DISK"] == {"IMAGE": "Flower SuperLink v1.25.0"}
+    assert superlink_tmpl["NIC"] == {"NETWORK_ID": "0"}
+    assert (superlink_tmpl["CPU"], superlink_tmpl["MEMORY"]) == ("2", "4096")
+
+    # -- the service, its VMs and what they carry
+    service_id = helpers.find_service(emu, "fl-test")
+    vms = helpers.service_vm_ids(emu, service_id)
+    assert len(vms["superlink"]) == 1 and len(vms["supernode"]) == 2
+    superlink = emu.vm(vms["superlink"][0])
+    disk = superlink.template["DISK"]
+    assert disk["IMAGE"] == "Flower SuperLink v1.25.0" and disk["IMAGE_ID"] == str(
+        images["Flower SuperLink v1.25.0"].id
+    )
+    assert superlink.template["CONTEXT"]["ONEAPP_FL_NUM_ROUNDS"] == "5"
+    assert superlink.template["CONTEXT"]["ONEAPP_FLOWER_VERSION"] == "1.25.0"  # default
+    node = emu.vm(vms["supernode"][0])
+    assert node.template["CONTEXT"]["ONEAPP_FL_NODE_CONFIG"] == "num-partitions=2"
+    assert node.template["DISK"]["IMAGE"] == "Flower SuperNode v1.25.0"
+
+    # -- printed endpoint, CA file, federation block
+    ip = helpers.vm_ip(emu, vms["superlink"][0])
+    ca_file = Path(variables["flower_ca_file"])
+    assert ca_file.read_text() == PEM
+    block = (
+        "[tool.flwr.federations.opennebula]\n"
+        f'address = "{ip}:9093"\n'
+        f'root-certificates = "{ca_file}"\n'
+    )
+    shown = deploy["Show how to reach the federation"]["msg"]
+    assert block in shown and f"SuperLink Fleet API (SuperNodes): {ip}:9092" in shown
+    assert Path(variables["flower_federation_file"]).read_text() == block
+    assert deploy.facts["flower_federation_toml"] == block
+
+    # -- a second run changes nothing
+    again = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
+    assert again.rc == 0, again.output
+    assert changed_tasks(again) == [], again.output
+    assert again.stats["changed"] == 0
+    assert again["Show how to reach the federation"]["msg"][-1] == block
+
+    # -- scale to 3: the new SuperNode reports FL_NODE_READY
+    scale = ansible.playbook(
+        str(PLAYBOOKS / "scale.yml"),
+        {
+            "flower_service_name": "fl-test",
+            "flower_supernode_count": 3,
+            "flower_poll_interval": 0.1,
+        },
+        timeout=300,
+    )
+    assert scale.rc == 0, scale.output
+    result = scale["Scale the supernode role and wait for the new SuperNodes"]
+    assert result["changed"] is True
+    assert result["service"]["roles"]["supernode"]["cardinality"] == 3
+    assert all(
+        vm["published"]["FL_NODE_READY"] == "YES"
+        for vm in result["service"]["roles"]["supernode"]["vms"]
+    )
+    assert len(helpers.service_vm_ids(emu, service_id)["supernode"]) == 3
+    too_many = ansible.playbook(
+        str(PLAYBOOKS / "scale.yml"),
+        {"flower_service_name": "fl-test", "flower_supernode_count": 11},
+    )
+    assert too_many.rc != 0
+    assert "flower_supernode_count=11: outside the supernode role's range; allowed: 2..10" in (
+        too_many.stdout
+    )
+
+    # -- destroy everything
+    destroy = ansible.playbook(
+        str(PLAYBOOKS / "destroy.yml"),
+        {
+            "flower_service_name": "fl-test",
+            "flower_destroy_templates": True,
+            "flower_destroy_images": True,
+            "flower_poll_interval": 0.1,
+        },
+        timeout=300,
+    )
+    players.join()
+    assert destroy.rc == 0, destroy.output
+    assert helpers.find_service(emu, "fl-test") is None
+    with emu.lock:
+        assert not emu.store.images and not emu.store.vm_templates.keys() - {0}
+        assert not [d for d in emu.store.documents.values() if d.type == 101]
+
+
+def test_deploy_without_tls(
+    make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path
+) -> None:
+    """A SuperLink without TLS gives `insecure = true` and no CA file."""
+    emu = make_emulator()
+    ansible = ansible_for(emu)
+    variables = deploy_vars(tmp_path)
+    players = guests(emu, helpers, tls=False)
+    run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
+    players.join()
+    assert run.rc == 0, run.output
+    vms = helpers.service_vm_ids(emu, helpers.find_service(emu, "fl-test"))
+    ip = helpers.vm_ip(emu, vms["superlink"][0])
+    assert run.facts["flower_federation_toml"] == (
+        f'[tool.flwr.federations.opennebula]\naddress = "{ip}:9093"\ninsecure = true\n'
+    )
+    assert not Path(variables["flower_ca_file"]).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the emulator's OneFlow 6.10 does not substitute $<network> in vm_template_contents "
+    "(Service#resolve_networks), so the NIC NETWORK_ID stays '$Private'",
+)
+def test_deploy_on_610(make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path):
+    """OneFlow 6.10 with the 6.10 file: custom_attrs reach the VMs through vm_template_contents."""
+    emu = make_emulator(version="6.10")
+    ansible = ansible_for(emu)
+    variables = deploy_vars(tmp_path, flower_oneflow_schema="6.10", flower_wait_timeout=60)
+    players = guests(emu, helpers)
+    run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
+    players.join()
+    assert run.rc == 0, run.output
+    vms = helpers.service_vm_ids(emu, helpers.find_service(emu, "fl-test"))
+    assert emu.vm(vms["superlink"][0]).template["CONTEXT"]["ONEAPP_FL_NUM_ROUNDS"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"flower_superlink_image_path": ""}, "flower_superlink_image_path is required"),
+        (
+            {"flower_supernode_image_path": "/nonexistent/supernode.qcow2"},
+            "flower_supernode_image_path=/nonexistent/supernode.qcow2: no such file",
+        ),
+        ({"flower_network_id": "private"}, "flower_network_id=private: required"),
+        (
+            {"flower_supernode_count": 11},
+            "flower_supernode_count=11: outside the supernode role's range; allowed: 2..10",
+        ),
+        ({"flower_supernode_count": 1}, "flower_supernode_count=1: outside"),
+        (
+            {"flower_context": {"ONEAPP_FL_STRATEGY": "FedFoo"}},
+            "ONEAPP_FL_STRATEGY='FedFoo'",
+        ),
+        (
+            {"flower_context": {"ONEAPP_FL_NUM_ROUND": 3}},
+            "flower_context: ONEAPP_FL_NUM_ROUND: not a user input",
+        ),
+    ],
+)
+def test_bad_input_fails_before_anything_is_created(
+    ansible: Any, emu: Any, tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    before = emu.counters()
+    run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), deploy_vars(tmp_path, **extra))
+    assert run.rc != 0
+    assert message in run.stdout, run.output
+    after = emu.counters()
+    with emu.lock:
+        assert not emu.store.images and set(emu.store.vm_templates) == {0}
+    assert before == after or all(
+        not k.startswith(("one.image.allocate", "one.template.allocate", "POST"))
+        for k in after.get("oned", {})
+        if after["oned"][k] != before.get("oned", {}).get(k)
+    )
+
+
+def test_check_mode_stops_after_the_checks(ansible: Any, emu: Any, tmp_path: Path) -> None:
+    run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), deploy_vars(tmp_path), "--check")
+    assert run.rc == 0, run.output
+    said = run.results("Say what a real run would do (check mode)")[0]["results"]
+    assert "would be registered from" in said[0]["msg"][1]
+    assert "cannot run in check mode" in said[1]["msg"][2]
+    with emu.lock:
+        assert not emu.store.images and set(emu.store.vm_templates) == {0}

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Generate the OneFlow service template of a Flower federation from meta/context_variables.yml.
+
+Usage::
+
+    tools/oneflow_template.py render   # (re)write oneflow/flower-service.yaml and -6.10.yaml
+    tools/oneflow_template.py check    # exit 1 when a file is stale or OneFlow would refuse it
+
+Two files come out of one description (``roles()``, ``service()`` below) and the spec:
+
+* ``oneflow/flower-service.yaml``: OpenNebula 7.0 schema. Variables read by both appliances are
+  service-level ``user_inputs``; variables of one appliance are ``user_inputs`` of its role.
+  OneFlow 7.0 copies every value into the VM template and its CONTEXT.
+* ``oneflow/flower-service-6.10.yaml``: the 6.10 schema (``vm_template``, ``custom_attrs`` at
+  service and role level, ``vm_template_contents`` text). OneFlow 6.10 only substitutes ``$NAME``
+  inside ``vm_template_contents``, so each role's text carries ``NAME = "$NAME"`` for every
+  input it reads (the VM templates' CONTEXT then passes ``$NAME`` on to the guest).
+
+``check`` also validates both bodies with the OneFlow schema code of the emulator
+(``opennebula_emulator/flow_schema.py``, a transcription of ``service_template.rb``). The
+``template_id``/``vm_template`` values are placeholders (0 and 1): ``playbooks/deploy.yml``
+replaces them with the ids of the VM templates it registers. Options ``--spec`` and
+``--output-dir`` point at other files (tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPEC = REPO_ROOT / "meta" / "context_variables.yml"
+OUTPUT_DIR = REPO_ROOT / "oneflow"
+FILES = {"7.0": "flower-service.yaml", "6.10": "flower-service-6.10.yaml"}
+CONTEXT_PY = REPO_ROOT / "plugins" / "module_utils" / "_context.py"
+
+NAME = "flower-federation"
+DESCRIPTION = (
+    "Flower federated learning: one SuperLink, SuperNodes that discover it through OneGate"
+)
+NETWORK = "Private"
+NETWORK_INPUT = "M|network|Network of the SuperLink and the SuperNodes| |id:0"
+# name, placeholder VM template id, cardinality, min_vms, max_vms, parents
+ROLES = (
+    ("superlink", 0, 1, 1, 1, []),
+    ("supernode", 1, 2, 2, 10, ["superlink"]),
+)
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+context = _load("flower_context_spec", CONTEXT_PY)
+
+
+def inputs(variables: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """(service-level inputs, {role: role-level inputs}) in spec order."""
+    service: dict[str, str] = {}
+    per_role: dict[str, dict[str, str]] = {role: {} for role, *_ in ROLES}
+    for var in variables:
+        roles = [r for r in var["roles"] if r in per_role]
+        if set(roles) == set(per_role):
+            service[var["name"]] = context.user_input(var)
+        for role in roles if len(roles) == 1 else []:
+            per_role[role][var["name"]] = context.user_input(var)
+    return service, per_role
+
+
+def template_70(variables: list[dict[str, Any]]) -> dict[str, Any]:
+    service, per_role = inputs(variables)
+    roles = []
+    for name, tid, cardinality, low, high, parents in ROLES:
+        role: dict[str, Any] = {
+            "name": name,
+            "type": "vm",
+            "template_id": tid,
+            "cardinality": cardinality,
+            "min_vms": low,
+            "max_vms": high,
+        }
+        if parents:
+            role["parents"] = list(parents)
+        role["template_contents"] = {"NIC": [{"NETWORK_ID": f"${NETWORK}"}]}
+        if per_role[name]:
+            role["user_inputs"] = per_role[name]
+        roles.append(role)
+    return {
+        "name": NAME,
+        "description": DESCRIPTION,
+        "deployment": "straight",
+        "ready_status_gate": True,
+        "networks": {NETWORK: NETWORK_INPUT},
+        "user_inputs": service,
+        "roles": roles,
+    }
+
+
+def template_610(variables: list[dict[str, Any]]) -> dict[str, Any]:
+    service, per_role = inputs(variables)
+    body = template_70(variables)
+    out = {k: v for k, v in body.items() if k not in ("user_inputs", "roles")}
+    out["custom_attrs"] = service
+    out["roles"] = []
+    for role in body["roles"]:
+        names = [*service, *per_role[role["name"]]]
+        lines = [f'NIC = [ NETWORK_ID = "${NETWORK}" ]'] + [f'{n} = "${n}"' for n in names]
+        new = {
+            k: v
+            for k, v in role.items()
+            if k not in ("type", "template_id", "template_contents", "user_inputs")
+        }
+        new["vm_template"] = role["template_id"]
+        new["vm_template_contents"] = "\n".join(lines) + "\n"
+        if per_role[role["name"]]:
+            new["custom_attrs"] = per_role[role["name"]]
+        out["roles"].append(new)
+    return out
+
+
+HEADER = (
+    "# Generated from meta/context_variables.yml by tools/oneflow_template.py render;\n"
+    "# do not edit.\n"
+    "# OneFlow service template of a Flower federation, OpenNebula {version} schema.\n"
+    "# {ids} are placeholders: playbooks/deploy.yml fills in the ids of the\n"
+    "# VM templates it registers (or edit them before `oneflow-template create`).\n"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style that yamllint --strict accepts: indented sequences, folded long strings."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render(variables: list[dict[str, Any]], version: str) -> str:
+    body = template_70(variables) if version == "7.0" else template_610(variables)
+    ids = "template_id" if version == "7.0" else "vm_template"
+    text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=90, allow_unicode=True)
+    return HEADER.format(version=version, ids=f"The role {ids} values") + "---\n" + text
+
+
+def schema_problems(body: dict[str, Any], version: str) -> list[str]:
+    """What OneFlow ``version`` says about ``body`` (the emulator's transcription)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from opennebula_emulator import flow_schema
+
+    try:
+        flow_schema.validate_template(copy.deepcopy(body), version)
+    except flow_schema.ParseException as exc:
+        return [f"OneFlow {version} refuses it: {exc}"]
+    return []
+
+
+def problems(spec_path: Path, output_dir: Path) -> list[str]:
+    try:
+        variables = context.load_spec(yaml.safe_load(spec_path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, context.SpecError) as exc:
+        return [f"{spec_path}: {exc}"]
+    found = []
+    for version, name in FILES.items():
+        path = output_dir / name
+        text = render(variables, version)
+        found += [f"{path}: {p}" for p in schema_problems(yaml.safe_load(text), version)]
+        if not path.is_file():
+            found.append(f"{path}: missing (run tools/oneflow_template.py render)")
+        elif path.read_text(encoding="utf-8") != text:
+            found.append(f"{path}: stale (run tools/oneflow_template.py render)")
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["render", "check"])
+    parser.add_argument("--spec", type=Path, default=SPEC)
+    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        found = problems(args.spec, args.output_dir)
+        for problem in found:
+            print(problem)
+        if found:
+            print(f"oneflow_template: {len(found)} problem(s)", file=sys.stderr)
+            return 1
+        print(f"oneflow_template: {', '.join(FILES.values())} in sync with {args.spec.name}")
+        return 0
+    try:
+        variables = context.load_spec(yaml.safe_load(args.spec.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, context.SpecError) as exc:
+        print(f"{args.spec}: {exc}", file=sys.stderr)
+        return 2
+    status = 0
+    for version, name in FILES.items():
+        path = args.output_dir / name
+        text = render(variables, version)
+        for problem in schema_problems(yaml.safe_load(text), version):
+            print(f"{path}: {problem}", file=sys.stderr)
+            status = 2
+        old = path.read_text(encoding="utf-8") if path.is_file() else None
+        if old != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        print(f"{path}: {'unchanged' if old == text else 'updated'}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
