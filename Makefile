@@ -1,7 +1,8 @@
 # Entry points. On a fresh Debian 12 machine, as root:
-#   make demo        bring up a local federation through playbooks/site.yml and train the demo
+#   make demo        the user's path on a local OpenNebula (emulator): appliance images,
+#                    deploy.yml, SuperNodes discover the SuperLink, flwr run of the demo over TLS
 #   make demo-down   remove it
-#   make test        lint, unit tests and every Molecule scenario
+#   make test        lint, unit tests, every Molecule scenario and the appliance life cycle
 # Each target installs what it needs itself (scripts/bootstrap.sh).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,7 +13,7 @@ FLOWER_VERSION ?= 1.25.0
 ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
 endif
-SCENARIOS ?= docker tls superlink supernode e2e
+SCENARIOS ?= docker tls superlink supernode appliance e2e
 export FLOWER_VERSION FLOWER_TEST_ID
 
 VENV := .venv
@@ -24,11 +25,11 @@ MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(
 	molecule $(2) -s $(1)
 DEMO_ID := demo
 
-.PHONY: help bootstrap images images-frameworks demo-up demo-destroy lint unit molecule test demo demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test demo demo-down bench bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
-	@echo "Other targets: bootstrap images lint unit molecule bench bench-inventory e2e-latest docs build"
+	@echo "Other targets: bootstrap images appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest bake docs build"
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -63,7 +64,11 @@ molecule: images
 	  $(call MOLECULE,$$s,test) || exit 1; \
 	done
 
-test: lint unit molecule
+# The appliance life cycle on the emulator's container VMs (tests/appliance/).
+lifecycle: appliance-images
+	$(ACTIVATE) python -m pytest -q -s tests/appliance
+
+test: lint unit molecule lifecycle
 
 # The pytorch and tensorflow variants (not in CI: PyPI's torch is a CUDA build of several GB).
 images-frameworks: images
@@ -78,10 +83,17 @@ images-frameworks: images
 	docker run --rm --entrypoint python3 localhost/flower-supernode:$(FLOWER_VERSION)-tensorflow \
 	  -c 'import flwr, tensorflow as tf; print("tensorflow variant:", flwr.__version__, tf.__version__)'
 
-demo: images
-	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) demo-up
+demo: appliance-images
+	$(ACTIVATE) python scripts/appliance_demo.py up --id $(DEMO_ID)
 
-demo-up:
+demo-down: bootstrap
+	$(ACTIVATE) python scripts/appliance_demo.py down --id $(DEMO_ID)
+
+# The same federation without OpenNebula: three systemd "VMs" configured by site.yml.
+site-demo: images
+	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) site-demo-up
+
+site-demo-up:
 	$(call MOLECULE,e2e,converge)
 	@ip=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' flower-e2e-superlink-$(DEMO_ID)); \
 	docker exec flower-e2e-superlink-$(DEMO_ID) cat /opt/flower/certs/ca.crt > demo/sklearn/flower-ca.crt; \
@@ -89,10 +101,10 @@ demo-up:
 	$(FLWR_PY) scripts/flwr_run_check.py demo/sklearn appliance --address $$ip:9093 \
 	  --root-certificates demo/sklearn/flower-ca.crt
 
-demo-down: bootstrap
-	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) demo-destroy
+site-demo-down: bootstrap
+	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) site-demo-destroy
 
-demo-destroy:
+site-demo-destroy:
 	$(call MOLECULE,e2e,destroy)
 
 bench: images

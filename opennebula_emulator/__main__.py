@@ -14,7 +14,10 @@ from .server import Emulator
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m opennebula_emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host",
+        help="address to listen on (default 127.0.0.1; with --containers the network's gateway)",
+    )
     parser.add_argument("--oned-port", type=int, default=2633)
     parser.add_argument("--oneflow-port", type=int, default=2474)
     parser.add_argument("--onegate-port", type=int, default=5030)
@@ -47,6 +50,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-auto-boot", action="store_true", help="VMs wait in PENDING for /_emulator/vms/ID/boot"
     )
+    group = parser.add_argument_group(
+        "container backend", "run every VM as a systemd container (needs the docker CLI)"
+    )
+    group.add_argument("--containers", action="store_true", help="enable the container backend")
+    group.add_argument(
+        "--network", default="bridge", help="Docker network of the VMs (created when missing)"
+    )
+    group.add_argument(
+        "--appliance",
+        action="append",
+        default=[],
+        metavar="IMAGE_NAME=DOCKER_IMAGE",
+        help="container image of VMs whose DISK is the image IMAGE_NAME (repeatable)",
+    )
+    group.add_argument(
+        "--template-image",
+        action="append",
+        default=[],
+        metavar="TEMPLATE_NAME=DOCKER_IMAGE",
+        help="container image of VMs of a VM template without a mapped disk (repeatable)",
+    )
+    group.add_argument("--default-image", help="container image of every other VM")
+    group.add_argument("--name-prefix", help="container names: PREFIX-vm-ID")
+    group.add_argument("--context-dir", help="host directory of the context CD-ROMs")
+    group.add_argument(
+        "--volume",
+        action="append",
+        default=[],
+        metavar="SRC:DST[:ro]",
+        help="extra docker run --volume of every VM container (repeatable)",
+    )
+    group.add_argument(
+        "--keep-containers", action="store_true", help="leave the containers behind on exit"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -58,6 +95,23 @@ def main(argv: list[str] | None = None) -> int:
         timings.vm_step = args.vm_step
     if args.cooldown_scale is not None:
         timings.cooldown_scale = args.cooldown_scale
+    containers = None
+    if args.containers:
+        from .containers import ContainerOptions, parse_mapping
+
+        try:
+            containers = ContainerOptions(
+                network=args.network,
+                appliances=parse_mapping(args.appliance, "--appliance"),
+                templates=parse_mapping(args.template_image, "--template-image"),
+                default_image=args.default_image,
+                name_prefix=args.name_prefix,
+                context_dir=args.context_dir,
+                volumes=args.volume,
+                keep=args.keep_containers,
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
     emu = Emulator(
         args.host,
         args.oned_port,
@@ -70,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         onegate_endpoint=args.onegate_endpoint,
         admin_password=args.admin_password,
         state_file=args.state,
+        containers=containers,
     )
     if args.pool:
         emu.add_vm_pool(args.pool)
@@ -79,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"oned     {emu.oned_url}", flush=True)
     print(f"oneflow  {emu.oneflow_url}", flush=True)
     print(f"onegate  {emu.onegate_url}", flush=True)
+    if emu.containers is not None:
+        print(
+            f"vms      containers {emu.containers.options.prefix}-vm-ID "
+            f"on {emu.containers.options.network}",
+            flush=True,
+        )
     print("counters GET /_emulator/counters on any of them; Ctrl-C to stop", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import template_syntax as ts
 from .core import CloudConfig, Hooks, OnedError, Timings
@@ -20,6 +20,9 @@ from .oneflow import SERVICE_STATES, TRANSIENT, FlowEngine, OneFlowApi
 from .onegate import OneGateApi
 from .runtime import Runtime
 from .state import LCM, VM_STATE_NAMES, Network, Store, User, Vm
+
+if TYPE_CHECKING:
+    from .containers import ContainerBackend, ContainerOptions
 
 log = logging.getLogger("opennebula_emulator")
 
@@ -49,11 +52,14 @@ class Emulator:
     ``onegate_endpoint``: the ONEGATE_ENDPOINT written into VM contexts (default: the OneGate URL).
     ``auto_boot``: VMs go PENDING → RUNNING by themselves; with False they wait for
     :meth:`boot_vm` (for a hook that starts a container first).
+    ``containers``: run every VM as a systemd container (:mod:`.containers`); then ``host``
+    defaults to the Docker network's gateway, which is also the ONEGATE_ENDPOINT host, and
+    VMs wait in PENDING for their container.
     """
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
+        host: str | None = None,
         oned_port: int = 0,
         oneflow_port: int = 0,
         onegate_port: int = 0,
@@ -67,9 +73,21 @@ class Emulator:
         admin_password: str = "password",  # noqa: S107 - the recorded oneadmin password
         state_file: str | os.PathLike[str] | None = None,
         defaults: bool = True,
+        containers: ContainerOptions | None = None,
     ) -> None:
         if version not in ("7.0", "6.10"):
             raise ValueError("version must be '7.0' or '6.10'")
+        self.containers: ContainerBackend | None = None
+        gateway = None
+        if containers is not None:
+            from .containers import ContainerBackend  # only with containers: Docker is optional
+
+            self.containers = ContainerBackend(containers)
+            gateway = self.containers.prepare()
+            auto_boot = False
+            if host in ("127.0.0.1", "localhost", "::1"):
+                log.warning("containers cannot reach an emulator on %s", host)
+        host = host or gateway or "127.0.0.1"
         self.host = host
         self.timings = timings or Timings()
         self.hooks = hooks or Hooks()
@@ -90,15 +108,22 @@ class Emulator:
             self.rt.counters.hit("oned", method)
             return Response(200, body, "text/xml"), method
 
-        self._servers = {
-            "oned": make_server(host, oned_port, "oned", oned_dispatch, self._control),
-            "oneflow": make_server(
-                host, oneflow_port, "oneflow", self.oneflow.dispatch, self._control
-            ),
-            "onegate": make_server(
-                host, onegate_port, "onegate", self.onegate.dispatch, self._control
-            ),
-        }
+        try:
+            self._servers = {
+                "oned": make_server(host, oned_port, "oned", oned_dispatch, self._control),
+                "oneflow": make_server(
+                    host, oneflow_port, "oneflow", self.oneflow.dispatch, self._control
+                ),
+                "onegate": make_server(
+                    host, onegate_port, "onegate", self.onegate.dispatch, self._control
+                ),
+            }
+        except BaseException:
+            if self.containers is not None:
+                self.containers.close()  # the network it may have created
+            raise
+        if onegate_endpoint is None and gateway is not None:
+            onegate_endpoint = f"http://{gateway}:{self._servers['onegate'].server_address[1]}"
         config.onegate_endpoint = onegate_endpoint or self.onegate_url
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -107,6 +132,8 @@ class Emulator:
             self.load_state(self.state_file)
         elif defaults:
             self._create_defaults(admin_password)
+        if self.containers is not None:
+            self.containers.attach(self)
 
     # ---------------------------------------------------------------------------- URLs
     def _url(self, api: str) -> str:
@@ -169,6 +196,8 @@ class Emulator:
         for thread in self._threads:
             thread.join(timeout=5)
         self.rt.shutdown()
+        if self.containers is not None:
+            self.containers.close()
         if self.state_file:
             self.save_state(self.state_file)
 
@@ -535,6 +564,11 @@ class Emulator:
                 vm_id = int(parts[1])
                 if parts[2] == "context" and req.method == "GET":
                     return json_response(self.vm_context_env(vm_id))
+                if parts[2] == "container" and req.method == "GET":
+                    info = self.containers.container_info(vm_id) if self.containers else None
+                    if info is None:
+                        return json_response({"error": "no container"}, 404)
+                    return json_response(info)
                 if req.method == "POST":
                     payload = json.loads(req.body or b"{}")
                     if parts[2] == "ready":

@@ -1,0 +1,13 @@
+# Container counterparts of the appliance QCOW2s, booted as VMs by the emulator's container
+# backend (opennebula_emulator/README.md), and the one-context stand-in they install.
+.PHONY: one-context-standin appliance-images test-container-vms
+
+one-context-standin:
+	bash scripts/one-context-standin/build-deb.sh
+
+# local/flower-appliance-{superlink,supernode}:$(FLOWER_VERSION); cached on a hash of the inputs.
+appliance-images: images
+	bash scripts/build-appliance-images.sh
+
+test-container-vms: appliance-images
+	$(ACTIVATE) python -m pytest -q tests/appliance/test_container_vms.py

@@ -1,0 +1,84 @@
+"""The baked appliance: the boot hook configures the SuperLink from the VM context, and a bad
+context is refused before anything changes."""
+
+import json
+import os
+
+import pytest
+
+FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+ONE_ENV = "/run/one-context/one_env"
+GOOD = {
+    "ONEAPP_FLOWER_VERSION": FLOWER_VERSION,
+    "ONEAPP_FL_NUM_ROUNDS": "4",
+    "ONEAPP_FL_STRATEGY": "FedProx",
+    "ONEAPP_FL_CERT_EXTRA_SAN": "flower.example.test",
+}
+
+
+def write_context(host, variables):
+    """/run/one-context/one_env as one-context writes it (0400, root, export lines)."""
+    text = "".join(f'export {k}="{v}"\n' for k, v in {"VMID": "7", **variables}.items())
+    host.run(f"mkdir -p /run/one-context && rm -f {ONE_ENV}")
+    host.run(f"cat > {ONE_ENV} <<'EOF'\n{text}EOF\nchmod 0400 {ONE_ENV}")
+
+
+def boot(host):
+    """What the next boot does: the hook runs again (a oneshot unit)."""
+    return host.run("systemctl restart flower-appliance.service")
+
+
+def test_image_carries_ansible_and_the_collection(host):
+    assert host.file("/opt/flower/appliance/venv/bin/ansible-playbook").is_file
+    flower = "/opt/flower/appliance/collections/ansible_collections/opennebula/flower"
+    assert host.file(f"{flower}/playbooks/boot.yml").is_file
+    for dep in ("community/crypto", "community/docker"):
+        assert host.file(
+            f"/opt/flower/appliance/collections/ansible_collections/{dep}"
+        ).is_directory
+    settings = host.file("/etc/flower/appliance.yml")
+    assert settings.mode == 0o600
+    assert "flower_appliance_role: superlink" in settings.content_string
+    assert "superlink_image_source: load" in settings.content_string
+
+
+def test_boot_hook_is_enabled_after_one_context(host):
+    unit = host.file("/etc/systemd/system/flower-appliance.service").content_string
+    assert "After=one-context.service" in unit
+    assert host.service("flower-appliance").is_enabled
+
+
+@pytest.fixture(scope="module")
+def booted(host):
+    write_context(host, GOOD)
+    result = boot(host)
+    assert result.rc == 0, host.run("journalctl -u flower-appliance --no-pager -n 80").stdout
+    return json.loads(host.check_output("docker inspect flower-superlink"))[0]
+
+
+def test_boot_configures_the_superlink_over_tls(host, booted):
+    assert booted["State"]["Running"]
+    assert "--ssl-certfile" in booted["Args"]
+    key = host.file("/opt/flower/certs/server.key")
+    assert (key.mode, key.uid) == (0o600, 49999)
+    sans = host.check_output(
+        "openssl x509 -in /opt/flower/certs/server.pem -noout -ext subjectAltName"
+    )
+    assert "DNS:flower.example.test" in sans
+
+
+def test_training_context_reaches_the_serverapp_environment(booted):
+    env = booted["Config"]["Env"]
+    assert "FL_NUM_ROUNDS=4" in env
+    assert "FL_STRATEGY=FedProx" in env
+
+
+def test_bad_context_is_refused_before_anything_changes(host, booted):
+    before = host.file("/opt/flower/config/superlink.env").content_string
+    write_context(host, {**GOOD, "ONEAPP_FL_NUM_ROUNDS": "many", "ONEAPP_FL_STRATEGY": "FedSGD"})
+    assert boot(host).rc != 0
+    log = host.check_output("journalctl -u flower-appliance --no-pager -n 200")
+    assert "ONEAPP_FL_NUM_ROUNDS" in log and "ONEAPP_FL_STRATEGY" in log
+    assert host.file("/opt/flower/config/superlink.env").content_string == before
+    write_context(host, GOOD)  # leave the VM booted as it was
+    assert boot(host).rc == 0

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""The user's path, on this machine: the appliance images (container counterparts of the
+QCOW2s, ``make appliance-images``), a local OpenNebula (the emulator, its VMs as systemd
+containers), ``playbooks/deploy.yml``, then ``flwr run`` of the demo over TLS.
+
+    appliance_demo.py up [--id demo] [--rounds 3]   start, deploy, train; leaves it running
+    appliance_demo.py start | deploy | train | status
+    appliance_demo.py down [--id demo]              destroy.yml, then stop the emulator
+
+``--id`` names everything (emulator state in ``.cache/appliance-<id>/``, Docker network and
+containers ``flower-<id>-...``), so runs on a shared engine do not collide. The emulator runs in
+the background; ``.cache/appliance-<id>/env.json`` holds its URLs for ``ansible-playbook``.
+The end-to-end test (tests/appliance/test_lifecycle.py) drives the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+FLWR_PYTHON = ROOT / f".venv-flwr-{VERSION}" / "bin" / "python"
+APP = ROOT / "demo" / "sklearn"
+ADMIN = ("oneadmin", "password")
+# deploy.yml's default image names (flower_*_image_name), mapped to the container counterparts.
+APPLIANCES = {
+    f"Flower SuperLink v{VERSION}": f"local/flower-appliance-superlink:{VERSION}",
+    f"Flower SuperNode v{VERSION}": f"local/flower-appliance-supernode:{VERSION}",
+}
+# Paths on the (emulated) front-end: the emulator registers images without reading them.
+FRONTEND_IMAGES = {
+    "flower_superlink_image_path": f"/var/lib/one/flower-superlink-{VERSION}.qcow2",
+    "flower_supernode_image_path": f"/var/lib/one/flower-supernode-{VERSION}.qcow2",
+}
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"\033[1m== {msg}\033[0m", flush=True)
+
+
+class Demo:
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+        self.dir = ROOT / ".cache" / f"appliance-{run_id}"
+        self.network = f"flower-{run_id}"
+        self.env_file = self.dir / "env.json"
+        self.ca_file = self.dir / "flower-ca.crt"
+        self.federation_file = self.dir / "federation.toml"
+
+    # ------------------------------------------------------------------------- emulator
+    def start(self) -> dict[str, str]:
+        """Start the emulator with its container backend (once) and return its URLs."""
+        if self.env_file.exists() and self.running():
+            return json.loads(self.env_file.read_text())
+        for image in APPLIANCES.values():
+            if subprocess.run(
+                ["docker", "image", "inspect", image], capture_output=True
+            ).returncode:
+                raise DemoError(f"{image} is missing: run `make appliance-images` first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        emu_log = self.dir / "emulator.log"
+        args = [
+            str(VENV_BIN / "python"), "-m", "opennebula_emulator",
+            "--oned-port", "0", "--oneflow-port", "0", "--onegate-port", "0",
+            "--vm-step", "0.5", "--cooldown-scale", "0.01",
+            "--containers", "--network", self.network, "--name-prefix", self.network,
+            "--context-dir", str(self.dir / "context"),
+            "--volume", f"{ROOT / '.cache' / 'images'}:/var/cache/flower-images:ro",
+        ]  # fmt: skip
+        for name, image in APPLIANCES.items():
+            args += ["--appliance", f"{name}={image}"]
+        with emu_log.open("w") as out:
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        (self.dir / "emulator.pid").write_text(str(proc.pid))
+        urls: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while len(urls) < 3:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DemoError(f"the emulator did not start, see {emu_log}")
+            urls = dict(re.findall(r"^(oned|oneflow|onegate)\s+(\S+)", emu_log.read_text(), re.M))
+            time.sleep(0.2)
+        env = {
+            "ONE_URL": urls["oned"],
+            "ONEFLOW_URL": urls["oneflow"],
+            "ONE_USERNAME": ADMIN[0],
+            "ONE_PASSWORD": ADMIN[1],
+            "ONEFLOW_USERNAME": ADMIN[0],
+            "ONEFLOW_PASSWORD": ADMIN[1],
+        }
+        self.env_file.write_text(json.dumps(env, indent=1))
+        log(f"emulator up: {urls['oned']} {urls['oneflow']} {urls['onegate']} (log {emu_log})")
+        return env
+
+    def running(self) -> bool:
+        pid_file = self.dir / "emulator.pid"
+        if not pid_file.exists():
+            return False
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM: the emulator removes its containers and network as it exits."""
+        pid_file = self.dir / "emulator.pid"
+        if self.running():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(300):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+        pid_file.unlink(missing_ok=True)
+        self.env_file.unlink(missing_ok=True)
+
+    def emulator(self, path: str) -> dict:
+        """A control endpoint of the emulator (``/_emulator/...``) as JSON."""
+        import urllib.request
+
+        url = json.loads(self.env_file.read_text())["ONEFLOW_URL"].rstrip("/") + path
+        with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310 (local URL)
+            return json.loads(answer.read())
+
+    def network_id(self) -> int:
+        state = self.emulator("/_emulator/state")
+        for net in state.get("networks", []):
+            if net.get("name") == self.network:
+                return int(net["id"])
+        raise DemoError(f"the emulator has no network {self.network}")
+
+    def container(self, vm_id: int) -> str:
+        return self.emulator(f"/_emulator/vms/{vm_id}/container")["name"]
+
+    # ------------------------------------------------------------------------ ansible
+    def playbook(self, name: str, *args: str, extra: dict | None = None, timeout: float = 1800):
+        env = {
+            **os.environ,
+            **json.loads(self.env_file.read_text()),
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        cmd = [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", *args]
+        if extra:
+            extra_file = self.dir / f"{name}.vars.json"
+            extra_file.write_text(json.dumps(extra))
+            cmd += ["-e", f"@{extra_file}"]
+        log("$ " + " ".join(cmd[1:]))
+        return subprocess.run(cmd, cwd=ROOT, env=env, timeout=timeout, check=False, text=True,
+                              capture_output=True)  # fmt: skip
+
+    def deploy(self, context: dict | None = None) -> dict:
+        """deploy.yml: images, templates, service; waits for FL_READY; writes CA and block."""
+        started = time.monotonic()
+        proc = self.playbook(
+            "deploy.yml",
+            extra={
+                **FRONTEND_IMAGES,
+                "flower_image_path_check": False,
+                "flower_image_version": VERSION,
+                "flower_network_id": self.network_id(),
+                "flower_service_name": f"flower-{self.id}",
+                "flower_superlink_memory": 1024,
+                "flower_supernode_memory": 1024,
+                "flower_ca_file": str(self.ca_file),
+                "flower_federation_file": str(self.federation_file),
+                "flower_federation_name": "appliance",
+                "flower_poll_interval": 1,
+                "flower_context": context or {},
+            },
+        )
+        print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n")
+        if proc.returncode != 0:
+            raise DemoError("deploy.yml failed")
+        block = tomllib.loads(self.federation_file.read_text())
+        federation = block["tool"]["flwr"]["federations"]["appliance"]
+        return {"address": federation["address"], "seconds": time.monotonic() - started}
+
+    def control_address(self) -> str:
+        block = tomllib.loads(self.federation_file.read_text())
+        return block["tool"]["flwr"]["federations"]["appliance"]["address"]
+
+    # --------------------------------------------------------------------------- flwr
+    def flwr(self, *args: str, tls: bool = True, timeout: float = 900):
+        """scripts/flwr_run_check.py on the demo app against the deployed SuperLink."""
+        federation = ["appliance", "--root-certificates", str(self.ca_file)] if tls else ["local"]
+        cmd = [str(FLWR_PYTHON), str(ROOT / "scripts" / "flwr_run_check.py"), str(APP),
+               *federation, "--address", self.control_address(), *args]  # fmt: skip
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                              check=False)  # fmt: skip
+
+    def train(self, rounds: int = 3, *config: str, min_accuracy: float = 0.85) -> dict:
+        out = self.dir / "run.json"
+        run_config = " ".join([f"num-server-rounds={rounds}", *config])
+        proc = self.flwr("--run-config", run_config, "--min-rounds", str(rounds),
+                         "--min-accuracy", str(min_accuracy), "--json-out", str(out))  # fmt: skip
+        print(proc.stdout[-6000:], proc.stderr[-3000:], sep="\n")
+        if proc.returncode != 0:
+            raise DemoError("the demo run did not pass its checks")
+        return json.loads(out.read_text())
+
+    def down(self) -> None:
+        if self.running():
+            proc = self.playbook(
+                "destroy.yml",
+                extra={"flower_service_name": f"flower-{self.id}", "flower_poll_interval": 1},
+                timeout=600,
+            )
+            print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n")
+        self.stop()
+        log(f"demo {self.id} removed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["up", "start", "deploy", "train", "status", "down"])
+    parser.add_argument("--id", default="demo")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    demo = Demo(args.id)
+    try:
+        if args.action in ("up", "start"):
+            demo.start()
+        if args.action in ("up", "deploy"):
+            result = demo.deploy()
+            log(f"deployed in {result['seconds']:.0f} s; SuperLink Control API {result['address']}")
+        if args.action in ("up", "train"):
+            started = time.monotonic()
+            result = demo.train(args.rounds)
+            first = result["rounds"][0]
+            log(
+                f"run {result['run_id']} {result['status']}: {len(result['rounds'])} rounds, "
+                f"accuracy {first['accuracy']:.4f} -> {result['rounds'][-1]['accuracy']:.4f} "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+            log(f"flwr run needs: {demo.federation_file} (CA {demo.ca_file}); `make demo-down`")
+        if args.action == "status":
+            print("running" if demo.running() else "stopped")
+        if args.action == "down":
+            demo.down()
+    except DemoError as exc:
+        print(f"appliance_demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
