@@ -1,6 +1,6 @@
 # Container counterparts of the appliance QCOW2s, booted as VMs by the emulator's container
 # backend (opennebula_emulator/README.md), and the one-context stand-in they install.
-.PHONY: one-context-standin appliance-images test-container-vms
+.PHONY: one-context-standin appliance-images test-container-vms bench-appliance
 
 one-context-standin:
 	bash scripts/one-context-standin/build-deb.sh
@@ -11,3 +11,7 @@ appliance-images: images
 
 test-container-vms: appliance-images
 	$(ACTIVATE) python -m pytest -q tests/appliance/test_container_vms.py
+
+# Boot-to-FL_READY, discovery latency, time to the first round, image sizes (bench/appliance.py).
+bench-appliance: appliance-images
+	$(ACTIVATE) python bench/appliance.py --json-out bench/results/appliance.json
