@@ -13,19 +13,22 @@ PyYAML and the collection's ``plugins/module_utils/_context.py`` (loaded by path
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import yaml
+from spec_tool import (
+    REPO_ROOT,
+    SPEC,
+    SpecUnreadable,
+    context,
+    load_variables,
+    report,
+    write_if_changed,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPEC = REPO_ROOT / "meta" / "context_variables.yml"
 OUTPUT = REPO_ROOT / "docs" / "context-variables.md"
-CONTEXT_PY = REPO_ROOT / "plugins" / "module_utils" / "_context.py"
 
 CATEGORIES = {
     "core": "Core",
@@ -35,17 +38,6 @@ CATEGORIES = {
     "training": "Training (strategy, clients, checkpointing)",
 }
 ROLE_TITLES = {"superlink": "SuperLink", "supernode": "SuperNode"}
-
-
-def _load_context() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("flower_context_spec", CONTEXT_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-context = _load_context()
 
 
 def _cell(text: str) -> str:
@@ -121,9 +113,9 @@ def render(variables: list[dict[str, Any]]) -> str:
 
 def problems(spec_path: Path, output: Path) -> list[str]:
     try:
-        variables = context.load_spec(yaml.safe_load(spec_path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, context.SpecError) as exc:
-        return [f"{spec_path}: {exc}"]
+        variables = load_variables(spec_path)
+    except SpecUnreadable as exc:
+        return [str(exc)]
     found = []
     unknown = sorted({v.get("category") for v in variables} - set(CATEGORIES), key=str)
     if unknown:
@@ -142,25 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     if args.command == "check":
-        found = problems(args.spec, args.output)
-        for problem in found:
-            print(problem)
-        if found:
-            print(f"context_docs: {len(found)} problem(s)", file=sys.stderr)
-            return 1
-        print(f"context_docs: {args.output.name} is in sync with {args.spec.name}")
-        return 0
+        in_sync = f"{args.output.name} is in sync with {args.spec.name}"
+        return report("context_docs", problems(args.spec, args.output), in_sync)
     try:
-        variables = context.load_spec(yaml.safe_load(args.spec.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, context.SpecError) as exc:
-        print(f"{args.spec}: {exc}", file=sys.stderr)
+        variables = load_variables(args.spec)
+    except SpecUnreadable as exc:
+        print(exc, file=sys.stderr)
         return 2
-    text = render(variables)
-    old = args.output.read_text(encoding="utf-8") if args.output.is_file() else None
-    if old != text:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-    print(f"{args.output}: {'unchanged' if old == text else 'updated'}")
+    write_if_changed(args.output, render(variables))
     return 0
 
 

@@ -27,20 +27,24 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
+from spec_tool import (
+    REPO_ROOT,
+    SPEC,
+    SpecUnreadable,
+    context,
+    load_variables,
+    report,
+    write_if_changed,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPEC = REPO_ROOT / "meta" / "context_variables.yml"
 OUTPUT_DIR = REPO_ROOT / "oneflow"
 FILES = {"7.0": "flower-service.yaml", "6.10": "flower-service-6.10.yaml"}
-CONTEXT_PY = REPO_ROOT / "plugins" / "module_utils" / "_context.py"
 
 NAME = "flower-federation"
 DESCRIPTION = (
@@ -53,17 +57,6 @@ ROLES = (
     ("superlink", 0, 1, 1, 1, []),
     ("supernode", 1, 2, 2, 10, ["superlink"]),
 )
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-context = _load("flower_context_spec", CONTEXT_PY)
 
 
 def inputs(variables: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -176,9 +169,9 @@ def schema_problems(body: dict[str, Any], version: str) -> list[str]:
 
 def problems(spec_path: Path, output_dir: Path) -> list[str]:
     try:
-        variables = context.load_spec(yaml.safe_load(spec_path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, context.SpecError) as exc:
-        return [f"{spec_path}: {exc}"]
+        variables = load_variables(spec_path)
+    except SpecUnreadable as exc:
+        return [str(exc)]
     found = []
     for version, name in FILES.items():
         path = output_dir / name
@@ -198,18 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
     args = parser.parse_args(argv)
     if args.command == "check":
-        found = problems(args.spec, args.output_dir)
-        for problem in found:
-            print(problem)
-        if found:
-            print(f"oneflow_template: {len(found)} problem(s)", file=sys.stderr)
-            return 1
-        print(f"oneflow_template: {', '.join(FILES.values())} in sync with {args.spec.name}")
-        return 0
+        in_sync = f"{', '.join(FILES.values())} in sync with {args.spec.name}"
+        return report("oneflow_template", problems(args.spec, args.output_dir), in_sync)
     try:
-        variables = context.load_spec(yaml.safe_load(args.spec.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, context.SpecError) as exc:
-        print(f"{args.spec}: {exc}", file=sys.stderr)
+        variables = load_variables(args.spec)
+    except SpecUnreadable as exc:
+        print(exc, file=sys.stderr)
         return 2
     status = 0
     for version, name in FILES.items():
@@ -218,11 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in schema_problems(yaml.safe_load(text), version):
             print(f"{path}: {problem}", file=sys.stderr)
             status = 2
-        old = path.read_text(encoding="utf-8") if path.is_file() else None
-        if old != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        print(f"{path}: {'unchanged' if old == text else 'updated'}")
+        write_if_changed(path, text)
     return status
 
 
