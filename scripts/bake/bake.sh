@@ -14,18 +14,11 @@
 # Out: .cache/bake/output/<appliance>/flower-<appliance>.qcow2, logs in .cache/bake/logs/,
 #      figures in .cache/bake/report-<appliance>.json (scripts/bake/report.sh merges them).
 set -euo pipefail
-APPLIANCE=${1:?usage: $0 superlink|supernode}
-case $APPLIANCE in superlink | supernode) ;; *) echo "unknown appliance: $APPLIANCE" >&2; exit 2 ;; esac
-cd "$(dirname "$0")/../.."
-REPO=$PWD
-CACHE=$REPO/.cache/bake
-FLOWER_VERSION=${FLOWER_VERSION:-1.25.0}
+# shellcheck source=scripts/bake/common.sh
+source "$(dirname "$0")/common.sh"
 ARCHIVE=${FLOWER_IMAGE_ARCHIVE:-$REPO/.cache/images/flower-$FLOWER_VERSION-sklearn.tar}
 BASE_IMAGE=${BASE_IMAGE:-$CACHE/debian-12-base.qcow2}
 KEY=${BAKE_SSH_KEY:-$CACHE/keys/id_ed25519}
-if [ -z "${BAKE_ACCELERATOR:-}" ]; then
-  if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then BAKE_ACCELERATOR=kvm; else BAKE_ACCELERATOR=tcg; fi
-fi
 if [ -z "${ONE_CONTEXT_DEB+set}" ]; then
   ONE_CONTEXT_DEB=$(ls -t "$REPO"/.cache/one-context-standin/one-context*.deb 2>/dev/null | head -1 || true)
 fi

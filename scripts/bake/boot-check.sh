@@ -15,20 +15,16 @@
 # 3. SuperLink: the Fleet API answers TLS on 9092 (certificate shown), its container runs.
 #    SuperNode: with a static ONEAPP_FL_SUPERLINK_ADDRESS (a SuperLink container on this
 #    machine, reached through QEMU's user network at 10.0.2.2) it registers with that SuperLink.
-# Figures go to .cache/bake/check-<appliance>.json. Environment: BAKE_ACCELERATOR (tcg),
+# Figures go to .cache/bake/check-<appliance>.json. Environment: BAKE_ACCELERATOR (as for bake.sh),
 # BAKE_CPUS (2), BAKE_MEMORY (2048), BAKE_CHECK_TIMEOUT (2400 s), ONEGATE_ENDPOINT
 # (http://10.0.2.2:5030: OneGate is optional; nothing listens there unless you run the
 # emulator), FLOWER_TEST_ID (names).
 set -euo pipefail
-APPLIANCE=${1:?usage: $0 superlink|supernode}
-case $APPLIANCE in superlink | supernode) ;; *) echo "unknown appliance: $APPLIANCE" >&2; exit 2 ;; esac
-cd "$(dirname "$0")/../.."
-REPO=$PWD
-CACHE=$REPO/.cache/bake
-FLOWER_VERSION=${FLOWER_VERSION:-1.25.0}
+# shellcheck source=scripts/bake/common.sh
+source "$(dirname "$0")/common.sh"
 IMAGE=$CACHE/output/$APPLIANCE/flower-$APPLIANCE.qcow2
 KEY=$CACHE/keys/id_ed25519
-ACCEL=${BAKE_ACCELERATOR:-tcg}
+ACCEL=$BAKE_ACCELERATOR
 MODE=${BAKE_CHECK_CONTEXT:-cdrom}
 TIMEOUT=${BAKE_CHECK_TIMEOUT:-2400}
 ID=${FLOWER_TEST_ID:-$$}
