@@ -93,6 +93,24 @@ CASES = {
         {"supernode_superlink_address": "10.0.0.5:9092", "supernode_max_retries": "many"},
         ["supernode_max_retries", "many", "int"],
     ),
+    "training-key": (
+        "superlink",
+        "configure",
+        {"superlink_training": {"num_rounds": 3, "rounds": 5}},
+        ["superlink_training has unknown keys: rounds", "num_rounds, strategy"],
+    ),
+    "discovery-backoff-choice": (
+        "supernode",
+        "configure",
+        {"supernode_discovery_backoff": "linear"},
+        ["supernode_discovery_backoff", "linear", "fixed, exponential"],
+    ),
+    "appliance-role-choice": (
+        "appliance",
+        "install",
+        {"appliance_role": "edge"},
+        ["appliance_role", "edge", "superlink, supernode"],
+    ),
     "docker-source": (
         "docker",
         "install",
