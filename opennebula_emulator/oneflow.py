@@ -567,6 +567,24 @@ class FlowEngine:
                     continue
                 if "template_id" in net or "reserve_from" in net:
                     net["id"] = self._new_network(f"{name}-{svc.id}", net).id
+        if not self.v70:
+            self._resolve_networks(svc.body)
+
+    @staticmethod
+    def _resolve_networks(body: dict[str, Any]) -> None:
+        """``Service#resolve_networks`` (6.10): ``$<network>`` in a role's vm_template_contents
+        becomes that network's id, key by key in the order found (a plain text replace, so
+        ``$Priv`` found first would also rewrite the start of ``$Private``, as gsub! does)."""
+        nets = body.get("networks_values") or []
+        for role in body.get("roles") or []:
+            text = role.get("vm_template_contents")
+            if not text:
+                continue
+            for key in re.findall(r"\$(\w+)", text):
+                net = next((n for n in nets if isinstance(n, dict) and key in n), None)
+                if net is not None and isinstance(net[key], dict):
+                    text = text.replace(f"${key}", ruby_interp(net[key].get("id")))
+            role["vm_template_contents"] = text
 
     def _new_network(self, name: str, spec: dict[str, Any]) -> Network:
         st = self.rt.store

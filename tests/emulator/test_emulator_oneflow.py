@@ -607,6 +607,29 @@ def test_610_schema_and_merge_by_index(emu610: Emulator) -> None:
     assert "template_contents" not in body["roles"][0]
 
 
+def test_610_network_input_reaches_the_nic(emu610: Emulator) -> None:
+    """Service#resolve_networks (6.10): the role text's $Private becomes the network's id."""
+    flow = Flow(emu610.oneflow_url)
+    template = {
+        "name": "nets610",
+        "networks": {"Private": "M|network|private| |id:"},
+        "roles": [
+            {
+                "name": "superlink",
+                "vm_template": 0,
+                "cardinality": 1,
+                "vm_template_contents": 'NIC = [ NETWORK_ID = "$Private" ]\nX = "$Unknown"',
+            }
+        ],
+    }
+    tid = int(flow.json("POST", "/service_template", template)["DOCUMENT"]["ID"])
+    sid = instantiate(flow, tid, {"networks_values": [{"Private": {"id": "0"}}]})
+    emu610.wait_service_state(sid, "RUNNING")
+    contents = body_of(flow, sid)["roles"][0]["vm_template_contents"]
+    assert contents == 'NIC = [ NETWORK_ID = "0" ]\nX = "$Unknown"'
+    assert [nic["NETWORK_ID"] for nic in emu610.vm(0).nics()] == ["0"]
+
+
 # ------------------------------------------------------------------------------ counters
 def test_counters_and_debug_endpoint(emu: Emulator, flow: Flow, running: int) -> None:
     emu.reset_counters()

@@ -261,11 +261,6 @@ def test_deploy_without_tls(
     assert not Path(variables["flower_ca_file"]).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the emulator's OneFlow 6.10 does not substitute $<network> in vm_template_contents "
-    "(Service#resolve_networks), so the NIC NETWORK_ID stays '$Private'",
-)
 def test_deploy_on_610(make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path):
     """OneFlow 6.10 with the 6.10 file: custom_attrs reach the VMs through vm_template_contents."""
     emu = make_emulator(version="6.10")
