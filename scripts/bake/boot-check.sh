@@ -12,13 +12,15 @@
 #                       boot hook (flower-appliance.service, After=one-context) runs by itself
 #      ssh              no ISO; one_env is written over SSH once the VM is up, then the boot
 #                       hook is restarted (for an image without one-context)
-# 3. SuperLink: the Fleet API answers TLS on 9092 (certificate shown), its container runs.
-#    SuperNode: with a static ONEAPP_FL_SUPERLINK_ADDRESS (a SuperLink container on this
-#    machine, reached through QEMU's user network at 10.0.2.2) it registers with that SuperLink.
+#    OneGate is the project's emulator on this machine (one running VM, its token in the
+#    context), reached through QEMU's user network at 10.0.2.2.
+# 3. SuperLink: the Fleet API answers TLS on 9092 (certificate shown) and the VM published
+#    FL_READY=YES (with FL_ENDPOINT, FL_CA_CERT, ...) through OneGate.
+#    SuperNode: TLS on, trusting the CA given in ONEAPP_FL_SSL_CA_CERTFILE, with a static
+#    ONEAPP_FL_SUPERLINK_ADDRESS (a SuperLink container on this machine serving a certificate
+#    for 10.0.2.2), it registers with that SuperLink and publishes FL_NODE_READY=YES.
 # Figures go to .cache/bake/check-<appliance>.json. Environment: BAKE_ACCELERATOR (as for bake.sh),
-# BAKE_CPUS (2), BAKE_MEMORY (2048), BAKE_CHECK_TIMEOUT (2400 s), ONEGATE_ENDPOINT
-# (http://10.0.2.2:5030: OneGate is optional; nothing listens there unless you run the
-# emulator), FLOWER_TEST_ID (names).
+# BAKE_CPUS (2), BAKE_MEMORY (2048), BAKE_CHECK_TIMEOUT (2400 s), FLOWER_TEST_ID (names).
 set -euo pipefail
 # shellcheck source=scripts/bake/common.sh
 source "$(dirname "$0")/common.sh"
@@ -38,8 +40,10 @@ since() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.arg
 WORK=$(mktemp -d "$CACHE/check.XXXXXX")
 LOOP=
 QEMU_PID=
+EMU_PID=
 cleanup() {
   set +e
+  [ -n "$EMU_PID" ] && kill "$EMU_PID" 2>/dev/null
   if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
     kill "$QEMU_PID"
     for _ in $(seq 1 20); do kill -0 "$QEMU_PID" 2>/dev/null || break; sleep 0.5; done
@@ -75,19 +79,57 @@ losetup -d "$LOOP"
 LOOP=
 echo "   $(since "$t" "$(now)") s"
 
-# The context of this check. TOKENTXT is a dummy: OneGate calls fail without the emulator.
-ONEGATE_ENDPOINT=${ONEGATE_ENDPOINT:-http://10.0.2.2:5030}
-CONTEXT=(TOKENTXT=flower-bake-check-token VMID=0 "ONEGATE_ENDPOINT=$ONEGATE_ENDPOINT"
-  "ONEAPP_FLOWER_VERSION=$FLOWER_VERSION" ONEAPP_FL_LOG_LEVEL=INFO)
+log "OneGate: the emulator with one running VM"
+ONEGATE_PORT=$(free_port)
+"$REPO/.venv/bin/python" -m opennebula_emulator --pool 1 --oned-port "$(free_port)" \
+  --oneflow-port "$(free_port)" --onegate-port "$ONEGATE_PORT" \
+  --onegate-endpoint "http://10.0.2.2:$ONEGATE_PORT" >"$WORK/emulator.log" 2>&1 &
+EMU_PID=$!
+for _ in $(seq 1 60); do
+  VM_CONTEXT=$(curl -sf "http://127.0.0.1:$ONEGATE_PORT/_emulator/vms/0/context") && break
+  sleep 0.5
+done
+[ -n "${VM_CONTEXT:-}" ] || { cat "$WORK/emulator.log" >&2; exit 1; }
+# TOKENTXT, VMID and ONEGATE_ENDPOINT as OpenNebula puts them in the context.
+mapfile -t CONTEXT < <(python3 -c 'import json, sys
+for k, v in json.load(sys.stdin).items(): print(f"{k}={v}")' <<<"$VM_CONTEXT")
+TOKEN=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["TOKENTXT"])' <<<"$VM_CONTEXT")
+onegate_vm() {
+  curl -sf -H "X-ONEGATE-TOKEN: $TOKEN" -H "X-ONEGATE-VMID: 0" "http://127.0.0.1:$ONEGATE_PORT/vm"
+}
+# The published key that says the boot hook finished: FL_READY / FL_NODE_READY.
+published() {
+  onegate_vm | python3 -c 'import json, sys
+t = json.load(sys.stdin)["VM"]["USER_TEMPLATE"]
+sys.exit(t.get(sys.argv[1]) != "YES")' "$1" 2>/dev/null
+}
+
+CONTEXT+=("ONEAPP_FLOWER_VERSION=$FLOWER_VERSION" ONEAPP_FL_LOG_LEVEL=INFO ONEAPP_FL_TLS_ENABLED=YES)
 if [ "$APPLIANCE" = superlink ]; then
-  CONTEXT+=(ONEAPP_FL_TLS_ENABLED=YES "ONEAPP_FL_CERT_EXTRA_SAN=IP:127.0.0.1")
+  READY_KEY=FL_READY
+  CONTEXT+=("ONEAPP_FL_CERT_EXTRA_SAN=IP:127.0.0.1")
 else
-  # A SuperLink for the SuperNode to connect to, on this machine (no TLS: its CA would
-  # otherwise come from OneGate or ONEAPP_FL_SSL_CA_CERTFILE).
+  READY_KEY=FL_NODE_READY
+  # A SuperLink for the SuperNode to connect to, on this machine, with a certificate for the
+  # address the guest knows it by; its CA reaches the SuperNode in ONEAPP_FL_SSL_CA_CERTFILE.
+  CERTS=$WORK/certs
+  mkdir -m 0755 "$CERTS"
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$WORK/ca.key" -out "$CERTS/ca.crt" -days 1 \
+    -subj /CN=flower-bake-check-ca 2>/dev/null
+  openssl req "${ec[@]}" -keyout "$CERTS/server.key" -out "$WORK/server.csr" \
+    -subj /CN=flower-bake-check-superlink 2>/dev/null
+  openssl x509 -req -in "$WORK/server.csr" -CA "$CERTS/ca.crt" -CAkey "$WORK/ca.key" \
+    -CAcreateserial -days 1 -out "$CERTS/server.pem" \
+    -extfile <(echo subjectAltName=IP:10.0.2.2,IP:127.0.0.1) 2>/dev/null
+  chmod 0644 "$CERTS/server.key" # a throwaway key the container's user (49999) must read
   HOST_PORT=$(free_port)
-  docker run -d --name "$HOST_SUPERLINK" -p "127.0.0.1:$HOST_PORT:9092" \
-    "localhost/flower-superlink:$FLOWER_VERSION-sklearn" --insecure >/dev/null
-  CONTEXT+=(ONEAPP_FL_TLS_ENABLED=NO "ONEAPP_FL_SUPERLINK_ADDRESS=10.0.2.2:$HOST_PORT")
+  docker run -d --name "$HOST_SUPERLINK" -p "127.0.0.1:$HOST_PORT:9092" -v "$CERTS:/certs:ro" \
+    "localhost/flower-superlink:$FLOWER_VERSION-sklearn" --ssl-ca-certfile /certs/ca.crt \
+    --ssl-certfile /certs/server.pem --ssl-keyfile /certs/server.key >/dev/null
+  CONTEXT+=("ONEAPP_FL_SUPERLINK_ADDRESS=10.0.2.2:$HOST_PORT"
+    "ONEAPP_FL_SSL_CA_CERTFILE=$(base64 -w0 "$CERTS/ca.crt")"
+    "ONEAPP_FL_NODE_CONFIG=partition-id=0 num-partitions=1")
 fi
 
 DRIVES=(-drive "file=$WORK/disk.raw,format=raw,if=virtio")
@@ -101,7 +143,7 @@ if [ "$MODE" = cdrom ]; then
     done
     echo "TOKEN='YES'"
   } >"$WORK/context/context.sh"
-  printf '%s\n' flower-bake-check-token >"$WORK/context/token.txt"
+  printf "%s\n" "$TOKEN" >"$WORK/context/token.txt"
   genisoimage -quiet -V CONTEXT -J -R -o "$WORK/context.iso" "$WORK/context"
   # A virtio disk rather than a CD-ROM drive: the cloud kernel surely has virtio-blk.
   DRIVES+=(-drive "file=$WORK/context.iso,format=raw,if=virtio,readonly=on")
@@ -130,10 +172,12 @@ wait_ssh() {
 configured() {
   if [ "$APPLIANCE" = superlink ]; then
     echo | timeout 10 openssl s_client -connect "127.0.0.1:$FLEET_PORT" 2>/dev/null \
-      | openssl x509 -noout -subject -issuer -ext subjectAltName >"$WORK/cert.txt" 2>/dev/null
+      | openssl x509 -noout -subject -issuer -ext subjectAltName >"$WORK/cert.txt" 2>/dev/null \
+      || return 1
   else
-    docker logs "$HOST_SUPERLINK" 2>&1 | grep -q 'Fleet.ActivateNode'
+    docker logs "$HOST_SUPERLINK" 2>&1 | grep -q 'Fleet.ActivateNode' || return 1
   fi
+  published "$READY_KEY"
 }
 
 t_ssh=
@@ -181,16 +225,23 @@ else
   log "SuperLink on this machine (log tail)"
   docker logs "$HOST_SUPERLINK" 2>&1 | grep -E 'Fleet\.(ActivateNode|PullMessages)' | head -3
 fi
+log "published through OneGate (GET /vm, USER_TEMPLATE)"
+onegate_vm | python3 -c 'import json, sys
+for k, v in json.load(sys.stdin)["VM"]["USER_TEMPLATE"].items():
+    print(f"   {k}={v[:60] + chr(8230) if len(v) > 60 else v}")' || true
 "${SSH[@]}" 'systemctl poweroff' 2>/dev/null || true
 
-python3 - "$CACHE/check-$APPLIANCE.json" "$APPLIANCE" "$MODE" "$ok" "$t_boot" "$t_ssh" "$t_ok" <<'PY'
+python3 - "$CACHE/check-$APPLIANCE.json" "$APPLIANCE" "$MODE" "$ok" "$t_boot" "$t_ssh" "$t_ok" \
+  "$ACCEL" "$READY_KEY" <<'PY'
 import json, sys
-out, appliance, mode, ok, boot, ssh, done = sys.argv[1:]
+out, appliance, mode, ok, boot, ssh, done, accel, key = sys.argv[1:]
 r = lambda a, b: round(float(b) - float(a), 1)
 fig = {
     "appliance": appliance,
+    "accelerator": accel,
     "context_by": mode,
     "configured": ok == "true",
+    "published": key if ok == "true" else None,
     "boot_to_configured_s": r(boot, done),
     "boot_to_ssh_s": r(boot, ssh) if mode == "ssh" else None,
 }

@@ -82,3 +82,32 @@ def test_bad_context_is_refused_before_anything_changes(host, booted):
     assert host.file("/opt/flower/config/superlink.env").content_string == before
     write_context(host, GOOD)  # leave the VM booted as it was
     assert boot(host).rc == 0
+
+
+def test_cleanup_leaves_a_reusable_image(host):
+    """The bake's last step (appliance_cleanup, as Packer's bake runs it): SSH host keys gone and
+    remade at boot by a drop-in, machine-id emptied, the given leftovers removed. Kept last: it
+    empties this container's machine-id."""
+    # The cleanup acts on an SSH server only where there is one; the container has none.
+    host.run("test -e /usr/sbin/sshd || install -m 0755 /bin/true /usr/sbin/sshd")
+    host.run("mkdir -p /etc/ssh && echo k > /etc/ssh/ssh_host_test_key && echo x > /root/leftover")
+    result = host.run(
+        "cat > /root/cleanup.yml <<'EOF' && ANSIBLE_CONFIG=/opt/flower/appliance/ansible.cfg "
+        "HOME=/root /opt/flower/appliance/venv/bin/ansible-playbook -i localhost, -c local "
+        "/root/cleanup.yml\n"
+        "- hosts: all\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - ansible.builtin.include_role:\n"
+        "        name: opennebula.flower.appliance\n"
+        "        tasks_from: cleanup\n"
+        "      vars:\n"
+        "        appliance_cleanup_paths: [/root/leftover, /root/cleanup.yml]\n"
+        "EOF"
+    )
+    assert result.rc == 0, result.stdout + result.stderr
+    drop_in = host.file("/etc/systemd/system/ssh.service.d/host-keys.conf")
+    assert "ExecStartPre=/usr/bin/ssh-keygen -A" in drop_in.content_string
+    assert not host.file("/etc/ssh/ssh_host_test_key").exists
+    assert not host.file("/root/leftover").exists
+    assert host.file("/etc/machine-id").content_string == ""
