@@ -175,7 +175,7 @@ configured() {
       | openssl x509 -noout -subject -issuer -ext subjectAltName >"$WORK/cert.txt" 2>/dev/null \
       || return 1
   else
-    docker logs "$HOST_SUPERLINK" 2>&1 | grep -q 'Fleet.ActivateNode' || return 1
+    docker logs "$HOST_SUPERLINK" 2>&1 | grep -q 'Fleet.ActivateNode\] Activated' || return 1
   fi
   published "$READY_KEY"
 }

@@ -37,6 +37,12 @@ def instantiate(flow: Flow, template_id: int, merge: dict[str, Any] | None = Non
     return int(json.loads(text)["DOCUMENT"]["ID"])
 
 
+def template_610(name: str, role: str, contents: str) -> dict[str, Any]:
+    """A one-role service template in the 6.10 schema (vm_template, text vm_template_contents)."""
+    roles = [{"name": role, "vm_template": 0, "cardinality": 1, "vm_template_contents": contents}]
+    return {"name": name, "roles": roles}
+
+
 def body_of(flow: Flow, service_id: int) -> dict[str, Any]:
     return flow.json("GET", f"/service/{service_id}")["DOCUMENT"]["TEMPLATE"]["BODY"]
 
@@ -394,18 +400,8 @@ def test_template_defaults_and_coercion(flow: Flow) -> None:
 
 
 def test_610_body_is_converted_by_70(flow: Flow) -> None:
-    old = {
-        "name": "old",
-        "custom_attrs": {"A": "M|text|a| |"},
-        "roles": [
-            {
-                "name": "web",
-                "vm_template": 0,
-                "cardinality": 1,
-                "vm_template_contents": 'X = "1"\nNIC = [ NETWORK_ID = "$Private" ]',
-            }
-        ],
-    }
+    old = template_610("old", "web", 'X = "1"\nNIC = [ NETWORK_ID = "$Private" ]')
+    old["custom_attrs"] = {"A": "M|text|a| |"}
     body = flow.json("POST", "/service_template", old)["DOCUMENT"]["TEMPLATE"]["BODY"]
     role = body["roles"][0]
     assert (role["template_id"], role["type"]) == (0, "vm") and "vm_template" not in role
@@ -610,18 +606,10 @@ def test_610_schema_and_merge_by_index(emu610: Emulator) -> None:
 def test_610_network_input_reaches_the_nic(emu610: Emulator) -> None:
     """Service#resolve_networks (6.10): the role text's $Private becomes the network's id."""
     flow = Flow(emu610.oneflow_url)
-    template = {
-        "name": "nets610",
-        "networks": {"Private": "M|network|private| |id:"},
-        "roles": [
-            {
-                "name": "superlink",
-                "vm_template": 0,
-                "cardinality": 1,
-                "vm_template_contents": 'NIC = [ NETWORK_ID = "$Private" ]\nX = "$Unknown"',
-            }
-        ],
-    }
+    template = template_610(
+        "nets610", "superlink", 'NIC = [ NETWORK_ID = "$Private" ]\nX = "$Unknown"'
+    )
+    template["networks"] = {"Private": "M|network|private| |id:"}
     tid = int(flow.json("POST", "/service_template", template)["DOCUMENT"]["ID"])
     sid = instantiate(flow, tid, {"networks_values": [{"Private": {"id": "0"}}]})
     emu610.wait_service_state(sid, "RUNNING")
