@@ -175,7 +175,8 @@ configured() {
       | openssl x509 -noout -subject -issuer -ext subjectAltName >"$WORK/cert.txt" 2>/dev/null \
       || return 1
   else
-    docker logs "$HOST_SUPERLINK" 2>&1 | grep -q 'Fleet.ActivateNode\] Activated' || return 1
+    # Not `docker logs | grep -q`: under pipefail, grep's early exit fails the pipe (SIGPIPE).
+    grep -q 'Fleet.ActivateNode\] Activated' <(docker logs "$HOST_SUPERLINK" 2>&1) || return 1
   fi
   published "$READY_KEY"
 }
@@ -195,11 +196,10 @@ fi
 
 log "waiting for the appliance to be configured (at most ${TIMEOUT} s)"
 ok=false
-until configured; do
+until configured && ok=true; do
   if [ "$(date +%s)" -ge "$deadline" ] || ! kill -0 "$QEMU_PID" 2>/dev/null; then break; fi
   sleep 3
 done
-configured && ok=true
 t_ok=$(now)
 echo "   configured: $ok, $(since "$t_boot" "$t_ok") s after power-on"
 
