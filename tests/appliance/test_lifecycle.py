@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -141,13 +142,45 @@ def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
     assert result["status"] == "finished:completed"
 
 
+def in_vm(demo, vm_id, *command):
+    return subprocess.run(["docker", "exec", demo.container(vm_id), *command],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def flower_logs(demo, vm_id, container, since):
+    proc = in_vm(demo, vm_id, "docker", "logs", "--since", since, container)
+    return proc.stdout + proc.stderr
+
+
+def nodes_polling(demo, superlink, since):
+    """Node ids that the SuperLink's new container has seen pulling messages."""
+    logs = flower_logs(demo, superlink, "flower-superlink", since)
+    return set(re.findall(r"PullMessages\] node_id=(\d+)", logs))
+
+
 def test_superlink_restart_keeps_nodes_and_history(demo, deployed):
     history = run_ids(demo)
     superlink = role_vms(demo, "superlink")[0]
-    subprocess.run(
-        ["docker", "exec", demo.container(superlink), "systemctl", "restart", "flower-superlink"],
-        check=True,
-    )
-    result = demo.train(1, "min-nodes=3", min_accuracy=0.5)
+    nodes = {user_template(demo, vm)["FL_NODE_ID"]: vm for vm in role_vms(demo, "supernode")}
+    since = in_vm(demo, superlink, "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
+    assert in_vm(demo, superlink, "systemctl", "restart", "flower-superlink").returncode == 0
+    # The SuperNodes come back by themselves (Flower retries every 20 s at most).
+    start = time.monotonic()
+    while not set(nodes) <= nodes_polling(demo, superlink, since):
+        if time.monotonic() > start + 180:
+            break
+        time.sleep(3)
+    back = nodes_polling(demo, superlink, since)
+    assert set(nodes) <= back, f"SuperNodes not back after the restart: {set(nodes) - back}"
+    print(f"{len(nodes)} SuperNodes back {time.monotonic() - start:.1f} s after the restart")
+    try:
+        result = demo.train(1, "min-nodes=3", min_accuracy=0.5)
+    except appliance_demo.DemoError:
+        containers = [(superlink, "flower-superlink")]
+        containers += [(vm, "flower-supernode") for vm in nodes.values()]
+        for vm_id, container in containers:
+            print(f"== VM {vm_id}, {container} since {since}:")
+            print(flower_logs(demo, vm_id, container, since)[-4000:])
+        raise
     assert result["status"] == "finished:completed"
     assert history < run_ids(demo)
