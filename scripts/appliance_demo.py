@@ -206,11 +206,13 @@ class Demo:
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                               check=False)  # fmt: skip
 
-    def train(self, rounds: int = 3, *config: str, min_accuracy: float = 0.85) -> dict:
+    def train(self, rounds: int = 3, *config: str, min_accuracy: float = 0.85,
+              timeout: float = 600) -> dict:  # fmt: skip
         out = self.dir / "run.json"
         run_config = " ".join([f"num-server-rounds={rounds}", *config])
         proc = self.flwr("--run-config", run_config, "--min-rounds", str(rounds),
-                         "--min-accuracy", str(min_accuracy), "--json-out", str(out))  # fmt: skip
+                         "--min-accuracy", str(min_accuracy), "--json-out", str(out),
+                         "--timeout", str(timeout))  # fmt: skip
         print(proc.stdout[-6000:], proc.stderr[-3000:], sep="\n")
         if proc.returncode != 0:
             raise DemoError("the demo run did not pass its checks")

@@ -142,6 +142,9 @@ def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
     assert result["status"] == "finished:completed"
 
 
+FLOWER_PULL_RACE = "Both bytes_sent and bytes_recv cannot be zero"
+
+
 def in_vm(demo, vm_id, *command):
     return subprocess.run(["docker", "exec", demo.container(vm_id), *command],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -174,13 +177,19 @@ def test_superlink_restart_keeps_nodes_and_history(demo, deployed):
     assert set(nodes) <= back, f"SuperNodes not back after the restart: {set(nodes) - back}"
     print(f"{len(nodes)} SuperNodes back {time.monotonic() - start:.1f} s after the restart")
     try:
-        result = demo.train(1, "min-nodes=3", min_accuracy=0.5)
+        result = demo.train(1, "min-nodes=3", min_accuracy=0.5, timeout=240)
     except appliance_demo.DemoError:
-        containers = [(superlink, "flower-superlink")]
-        containers += [(vm, "flower-supernode") for vm in nodes.values()]
-        for vm_id, container in containers:
-            print(f"== VM {vm_id}, {container} since {since}:")
-            print(flower_logs(demo, vm_id, container, since)[-4000:])
-        raise
+        logs = {vm: flower_logs(demo, vm, "flower-supernode", since) for vm in nodes.values()}
+        print(f"== VM {superlink}, flower-superlink since {since}:")
+        print(flower_logs(demo, superlink, "flower-superlink", since)[-4000:])
+        for vm_id, text in logs.items():
+            print(f"== VM {vm_id}, flower-supernode since {since}:", text[-4000:], sep="\n")
+        # Flower 1.25's SuperLink fails a PullObject of an object not yet fully pushed
+        # ("Both bytes_sent and bytes_recv cannot be zero"); the SuperNode drops that message
+        # and the run waits for its reply. Fixed upstream (traffic is counted only for
+        # available objects); here it earns one more run, no other failure does.
+        if not any(FLOWER_PULL_RACE in text for text in logs.values()):
+            raise
+        result = demo.train(1, "min-nodes=3", min_accuracy=0.5, timeout=240)
     assert result["status"] == "finished:completed"
     assert history < run_ids(demo)
