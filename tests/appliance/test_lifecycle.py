@@ -74,6 +74,53 @@ def run_ids(demo):
     return {str(run["run-id"]) for run in json.loads(proc.stdout)}
 
 
+FLOWER_PULL_RACE = "Both bytes_sent and bytes_recv cannot be zero"
+
+
+def in_vm(demo, vm_id, *command):
+    return subprocess.run(["docker", "exec", demo.container(vm_id), *command],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def flower_logs(demo, vm_id, container, since):
+    proc = in_vm(demo, vm_id, "docker", "logs", "--since", since, container)
+    return proc.stdout + proc.stderr
+
+
+def vm_clock(demo, vm_id):
+    return in_vm(demo, vm_id, "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
+
+
+def train(demo, rounds, *config, min_accuracy=0.85):
+    """demo.train with 240 s per round; on failure the Flower logs are printed.
+
+    Flower 1.25's SuperLink fails a PullObject of an object not yet fully pushed ("Both
+    bytes_sent and bytes_recv cannot be zero"): the SuperNode drops that message and the run
+    waits for its reply. Fixed upstream (traffic is counted only for available objects); here
+    that failure, recognised in a SuperNode's log, earns one more run; no other failure does.
+    """
+    superlink, nodes = role_vms(demo, "superlink")[0], role_vms(demo, "supernode")
+    since = vm_clock(demo, superlink)
+    timeout = 240 * rounds
+    try:
+        return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=timeout)
+    except appliance_demo.DemoError:
+        logs = {vm: flower_logs(demo, vm, "flower-supernode", since) for vm in nodes}
+        print(f"== VM {superlink}, flower-superlink since {since}:")
+        print(flower_logs(demo, superlink, "flower-superlink", since)[-4000:])
+        for vm_id, text in logs.items():
+            print(f"== VM {vm_id}, flower-supernode since {since}:", text[-4000:], sep="\n")
+        if not any(FLOWER_PULL_RACE in text for text in logs.values()):
+            raise
+    return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=timeout)
+
+
+def nodes_polling(demo, superlink, since):
+    """Node ids that the SuperLink's new container has seen pulling messages."""
+    logs = flower_logs(demo, superlink, "flower-superlink", since)
+    return set(re.findall(r"PullMessages\] node_id=(\d+)", logs))
+
+
 def test_deploy_reaches_ready_and_fl_ready(demo, deployed):
     superlink = role_vms(demo, "superlink")[0]
     published = user_template(demo, superlink)
@@ -116,11 +163,8 @@ def test_site_yml_through_the_oneflow_inventory(demo, deployed, tmp_path_factory
     assert first.returncode == 0
     assert re.search(r"changed=[1-9]", first.stdout)
     superlink = role_vms(demo, "superlink")[0]
-    env = subprocess.run(
-        ["docker", "exec", demo.container(superlink), "cat", "/opt/flower/config/superlink.env"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert "FL_NUM_ROUNDS=2" in env
+    env = in_vm(demo, superlink, "cat", "/opt/flower/config/superlink.env")
+    assert env.returncode == 0 and "FL_NUM_ROUNDS=2" in env.stdout
     second = site(demo, inventory, change)
     assert second.returncode == 0
     assert not re.search(r"changed=[1-9]", second.stdout), second.stdout[-3000:]
@@ -140,53 +184,6 @@ def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
     # The run waits for 3 nodes: it finishes only if the new one joined.
     result = train(demo, 1, "min-nodes=3", min_accuracy=0.5)
     assert result["status"] == "finished:completed"
-
-
-FLOWER_PULL_RACE = "Both bytes_sent and bytes_recv cannot be zero"
-
-
-def in_vm(demo, vm_id, *command):
-    return subprocess.run(["docker", "exec", demo.container(vm_id), *command],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-
-
-def flower_logs(demo, vm_id, container, since):
-    proc = in_vm(demo, vm_id, "docker", "logs", "--since", since, container)
-    return proc.stdout + proc.stderr
-
-
-def vm_clock(demo, vm_id):
-    return in_vm(demo, vm_id, "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
-
-
-def train(demo, rounds, *config, min_accuracy=0.85):
-    """demo.train (1-round runs time out after 240 s); on failure the Flower logs are printed.
-
-    Flower 1.25's SuperLink fails a PullObject of an object not yet fully pushed ("Both
-    bytes_sent and bytes_recv cannot be zero"): the SuperNode drops that message and the run
-    waits for its reply. Fixed upstream (traffic is counted only for available objects); here
-    that failure, recognised in a SuperNode's log, earns one more run; no other failure does.
-    """
-    superlink, nodes = role_vms(demo, "superlink")[0], role_vms(demo, "supernode")
-    since = vm_clock(demo, superlink)
-    timeout = 240 * rounds
-    try:
-        return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=timeout)
-    except appliance_demo.DemoError:
-        logs = {vm: flower_logs(demo, vm, "flower-supernode", since) for vm in nodes}
-        print(f"== VM {superlink}, flower-superlink since {since}:")
-        print(flower_logs(demo, superlink, "flower-superlink", since)[-4000:])
-        for vm_id, text in logs.items():
-            print(f"== VM {vm_id}, flower-supernode since {since}:", text[-4000:], sep="\n")
-        if not any(FLOWER_PULL_RACE in text for text in logs.values()):
-            raise
-    return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=timeout)
-
-
-def nodes_polling(demo, superlink, since):
-    """Node ids that the SuperLink's new container has seen pulling messages."""
-    logs = flower_logs(demo, superlink, "flower-superlink", since)
-    return set(re.findall(r"PullMessages\] node_id=(\d+)", logs))
 
 
 def test_superlink_restart_keeps_nodes_and_history(demo, deployed):
