@@ -35,6 +35,15 @@ attributes:
       - opennebula.flower.opennebula
 """
 
+    # Modules whose results carry what VMs and users wrote.
+    VM_DATA = r"""
+options: {}
+notes:
+  - Names, USER_TEMPLATE values and published keys in the result are written by VMs (any VM of a
+    service can write its siblings' USER_TEMPLATE) and by users. ansible-core never templates a
+    registered result, so they stay data; do not pass them on to places that template them.
+"""
+
     # Use together with DOCUMENTATION.
     INFO_MODULE = r"""
 options: {}

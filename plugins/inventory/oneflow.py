@@ -78,6 +78,10 @@ options:
     description:
       - VM USER_TEMPLATE keys starting with this prefix become host variables under their own
         names (the SuperLink's C(FL_ENDPOINT), C(FL_READY), ...).
+      - Any VM of a service can write them (OneGate C(PUT /vm), C(PUT /vms/<id>)), so they, like
+        every other host variable this plugin sets (names, addresses) and what O(compose),
+        O(groups) and O(keyed_groups) make of them, are marked unsafe (Ansible never templates
+        them).
     type: str
     default: FL_
 """
@@ -92,7 +96,8 @@ keyed_groups:
   - key: one_state
     prefix: state
 compose:
-  flower_endpoint: FL_ENDPOINT | default(omit)
+  # empty on the hosts that have not published FL_ENDPOINT (omit is not defined here)
+  flower_endpoint: FL_ENDPOINT | default('')
 cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/ansible-inventory
@@ -102,6 +107,7 @@ import re
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.opennebula.flower.plugins.module_utils._one_auth import (
     oned_credentials,
 )
@@ -227,7 +233,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         names = {}
         for record in hosts:
             vm = record["vm"]
-            name = self._hostname(record)
+            name = wrap_var(self._hostname(record))  # it may hold a service or VM name
             if name in names and names[name] != vm["id"]:
                 raise AnsibleParserError(
                     f"{self.NAME}: hostname_format '{self.get_option('hostname_format')}' gives "
@@ -249,7 +255,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_host(name)
             for group in groups:
                 self.inventory.add_child(self.inventory.add_group(group), name)
-            variables = self._host_vars(record)
+            # VMs write their USER_TEMPLATE and users name services: all of it is data, never
+            # a template (ansible-core 2.17/2.18 would template plain strings).
+            variables = wrap_var(self._host_vars(record))
             for key, value in variables.items():
                 self.inventory.set_variable(name, key, value)
             self._set_composite_vars(self.get_option("compose"), variables, name, strict=strict)

@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - opennebula.flower._opennebula
   - opennebula.flower._attributes
   - opennebula.flower._attributes.actiongroup_opennebula
+  - opennebula.flower._attributes.vm_data
 attributes:
   check_mode:
     support: full

@@ -21,6 +21,7 @@ extends_documentation_fragment:
   - opennebula.flower._opennebula
   - opennebula.flower._attributes
   - opennebula.flower._attributes.actiongroup_opennebula
+  - opennebula.flower._attributes.vm_data
   - opennebula.flower._attributes.info_module
 requirements:
   - pyone (only for VM details)

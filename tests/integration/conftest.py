@@ -179,11 +179,13 @@ def writes(counts: dict[str, int]) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------- runners
 class Ansible:
-    """Runs ``ansible-playbook`` / ``ansible-inventory`` against one emulator."""
+    """Runs ``ansible-playbook`` / ``ansible-inventory`` against one emulator, from the venv whose
+    ``bin`` directory is ``bin_dir`` (this one by default)."""
 
-    def __init__(self, emu: Emulator, tmp_path: Path) -> None:
+    def __init__(self, emu: Emulator, tmp_path: Path, bin_dir: Path = BIN) -> None:
         self.emu = emu
         self.tmp = tmp_path
+        self.bin = bin_dir
         self.local_tmp = tmp_path / "ansible-local"
         self.local_tmp.mkdir(exist_ok=True)
         self.runs = 0
@@ -191,7 +193,7 @@ class Ansible:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED)}
         env.update(
-            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            PATH=f"{self.bin}{os.pathsep}{env.get('PATH', '')}",
             ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
             ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
             ANSIBLE_NOCOLOR="1",
@@ -209,7 +211,7 @@ class Ansible:
     def base_vars(self) -> dict[str, Any]:
         """What every playbook gets: the interpreter, and the URLs for the control endpoints."""
         return {
-            "ansible_python_interpreter": sys.executable,
+            "ansible_python_interpreter": str(self.bin / "python"),
             "oneflow_url": self.emu.oneflow_url,
             "onegate_url": self.emu.onegate_url,
             "admin_user": ADMIN[0],
@@ -223,15 +225,16 @@ class Ansible:
         *options: str,
         env: dict[str, str] | None = None,
         timeout: float = 240,
+        inventory: str = "localhost,",
     ) -> Run:
         self.runs += 1
         vars_file = self.tmp / f"vars-{self.runs}.json"
         vars_file.write_text(json.dumps({**self.base_vars(), **(extra_vars or {})}))
         args = [
-            str(BIN / "ansible-playbook"),
+            str(self.bin / "ansible-playbook"),
             str(PLAYBOOKS / name),
             "-i",
-            "localhost,",
+            inventory,
             "-e",
             f"@{vars_file}",
             *options,
@@ -259,7 +262,7 @@ class Ansible:
     def inventory(
         self, source: Path, *options: str, env: dict[str, str] | None = None
     ) -> tuple[subprocess.CompletedProcess[str], Any]:
-        args = [str(BIN / "ansible-inventory"), "-i", str(source), *options]
+        args = [str(self.bin / "ansible-inventory"), "-i", str(source), *options]
         proc = subprocess.run(
             args,
             cwd=ROOT,
@@ -317,9 +320,10 @@ def ansible(emu: Emulator, tmp_path: Path) -> Ansible:
 
 
 @pytest.fixture
-def ansible_for(tmp_path: Path) -> Callable[[Emulator], Ansible]:
-    """An :class:`Ansible` runner for an emulator made with ``make_emulator``."""
-    return lambda emulator: Ansible(emulator, tmp_path)
+def ansible_for(tmp_path: Path) -> Callable[..., Ansible]:
+    """An :class:`Ansible` runner for an emulator made with ``make_emulator`` (and the ``bin``
+    directory of another venv's ansible-core, when given)."""
+    return lambda emulator, bin_dir=BIN: Ansible(emulator, tmp_path, bin_dir)
 
 
 @pytest.fixture
@@ -351,11 +355,12 @@ def vm_ip(emu: Emulator, vm_id: int) -> str:
         return str(emu.vm(vm_id).nics()[0]["IP"])
 
 
-def onegate_put(emu: Emulator, vm_id: int, attrs: dict[str, str]) -> int:
-    """What a guest does to publish keys: ``PUT /vm`` with its token (one-apps client form)."""
+def onegate_put(emu: Emulator, vm_id: int, attrs: dict[str, str], target: int | None = None) -> int:
+    """What a guest does to publish keys: ``PUT /vm`` with its token (one-apps client form), or
+    ``PUT /vms/<target>`` to write a sibling's USER_TEMPLATE."""
     data = "\n".join(f"{k}={v}" for k, v in attrs.items())
     request = urllib.request.Request(  # noqa: S310 - the emulator's http URL
-        emu.onegate_url + "/vm",
+        emu.onegate_url + ("/vm" if target is None else f"/vms/{target}"),
         data=urllib.parse.urlencode({"data": data, "type": 1}).encode(),
         method="PUT",
         headers={
@@ -423,6 +428,7 @@ def helpers() -> Any:
         oneflow_call = staticmethod(oneflow_call)
         delta = staticmethod(delta)
         writes = staticmethod(writes)
+        plain = staticmethod(plain)
         Background = Background
         Hooks = Hooks
         Timings = Timings
