@@ -72,9 +72,12 @@ options:
     description:
       - How many times a request is retried after a connection error or a 5xx answer, waiting 1, 2,
         4... seconds (capped at 30) in between.
-      - Only idempotent requests (GET, PUT, DELETE) are retried on every 5xx; POST requests
-        (instantiate, scale, actions) only when the connection was refused or on 502/503/504, which
-        mean the request did not reach the server. TLS verification failures are never retried.
+      - Only what is safe to repeat is retried. Idempotent requests (GET, PUT, DELETE) are retried
+        on every 5xx and connection error. POST requests (instantiate, scale, actions, template
+        create) only when the connection failed before anything was sent (refused, unknown host,
+        no route); after a 5xx (502/503/504 included) or a lost answer the server may have acted,
+        so C(oneflow_service) and C(oneflow_template) look at what exists before they try again.
+        TLS verification failures are never retried.
     type: int
     default: 3
 notes:

@@ -12,14 +12,16 @@
   ``PUT /vm``) are sent as ``application/x-www-form-urlencoded``.
 * Errors become :class:`OpenNebulaHTTPError`, which keeps the method, the URL, the HTTP status and
   the server's response text (plain text, or the ``message``/``reason`` of a JSON error body).
-* Connection errors and 5xx answers are retried with exponential backoff (see
-  :func:`is_retryable`).
+* Failed requests are retried with exponential backoff when sending them again cannot do
+  anything twice (see :func:`is_retryable`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import socket
 import ssl
 import time
 from http.client import HTTPException
@@ -116,30 +118,32 @@ def backoff_delays(retries, initial=1.0, factor=2.0, cap=30.0):
     return delays
 
 
-def _is_refused(reason):
-    return isinstance(reason, ConnectionRefusedError) or (
-        isinstance(reason, OSError) and getattr(reason, "errno", None) in (111, 61, 10061)
-    )
+# Connection failures that leave the request unsent: refused, no route, no such address.
+_NOT_SENT_ERRNOS = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL)
+
+
+def not_sent(reason):
+    """Whether a request without an answer never left this machine (so the server did nothing)."""
+    if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):  # gaierror: DNS
+        return True
+    return isinstance(reason, OSError) and reason.errno in _NOT_SENT_ERRNOS
 
 
 def is_retryable(method, status, reason=None):
-    """Whether a failed request may be sent again.
+    """Whether a failed request may be sent again, i.e. whether repeating it cannot act twice.
 
-    * 5xx: idempotent methods on any 5xx; POST (instantiate, scale, actions) only on 502/503/504,
-      which come from a proxy and mean the request did not reach OneFlow.
-    * no answer: idempotent methods always, except TLS verification failures (not transient);
-      POST only when the connection was refused (nothing was sent).
+    * Idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS): on any 5xx, and on any failure without
+      an answer except TLS verification failures (not transient).
+    * Other methods (POST: instantiate, scale, actions, template create): only when the connection
+      failed before the request was sent (:func:`not_sent`). A POST that may have reached the
+      server (any 5xx, 502/503/504 from a proxy included, a read timeout, a reset after sending)
+      is not repeated: the caller looks at the server's state before it tries again.
     """
-    idempotent = method.upper() in IDEMPOTENT_METHODS
-    if status is not None:
-        if status in (502, 503, 504):
-            return True
-        return idempotent and 500 <= status < 600
-    if isinstance(reason, (ssl.SSLCertVerificationError, SSLValidationError)):
-        return False
-    if idempotent:
-        return True
-    return _is_refused(reason)
+    if method.upper() in IDEMPOTENT_METHODS:
+        if status is not None:
+            return 500 <= status < 600
+        return not isinstance(reason, (ssl.SSLCertVerificationError, SSLValidationError))
+    return status is None and not_sent(reason)
 
 
 class HTTPClient:

@@ -75,7 +75,8 @@ class ReplayServer:
     """Answers ``(method, path)`` with scripted responses, in order (the last one repeats).
 
     A response is ``(status, body)`` where body is a dict/list (sent as JSON), str or bytes, or a
-    callable taking the :class:`Recorded` request and returning such a tuple.
+    callable taking the :class:`Recorded` request and returning such a tuple. ``(None, None)``
+    closes the connection without an answer, once the request has been read.
     """
 
     def __init__(self, ssl_context=None):
@@ -93,6 +94,9 @@ class ReplayServer:
                 record = Recorded(self.command, self.path, self.headers, body)  # case-insensitive
                 server.requests.append(record)
                 status, payload = server._answer(record)
+                if status is None:
+                    self.close_connection = True
+                    return
                 if isinstance(payload, (dict, list)):
                     data = json.dumps(payload).encode()
                 elif isinstance(payload, str):

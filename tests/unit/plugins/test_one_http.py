@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import socket
+import ssl
+import time
+from http.client import RemoteDisconnected
 
 import pytest
 from ansible_collections.opennebula.flower.plugins.module_utils._one_http import (
@@ -50,14 +55,23 @@ def test_backoff_delays_exponential_and_capped():
 
 
 def test_retry_policy():
+    """Retried: idempotent methods, and whatever failed before it was sent."""
     assert is_retryable("GET", 500)
     assert is_retryable("DELETE", 503)
-    assert not is_retryable("GET", 404)
-    assert not is_retryable("POST", 500)  # a state error, and instantiating twice must not happen
-    assert is_retryable("POST", 503)
-    assert is_retryable("POST", None, ConnectionRefusedError())
-    assert not is_retryable("POST", None, TimeoutError())  # might have been processed
+    assert is_retryable("PUT", None, ConnectionResetError())
     assert is_retryable("GET", None, TimeoutError())
+    assert not is_retryable("GET", 404)
+    assert not is_retryable("GET", None, ssl.SSLCertVerificationError())
+    for status in (500, 502, 503, 504):  # OneFlow may have acted, behind a proxy too
+        assert not is_retryable("POST", status)
+    assert is_retryable("POST", None, ConnectionRefusedError())
+    assert is_retryable("POST", None, socket.gaierror(socket.EAI_NONAME, "Name not known"))
+    assert is_retryable("POST", None, OSError(errno.EHOSTUNREACH, "No route to host"))
+    assert is_retryable("POST", None, OSError(errno.ENETUNREACH, "Network is unreachable"))
+    # sent, the answer lost: the server may have acted
+    assert not is_retryable("POST", None, TimeoutError())
+    assert not is_retryable("POST", None, ConnectionResetError())
+    assert not is_retryable("POST", None, RemoteDisconnected("closed"))
 
 
 def test_json_body_content_type_and_basic_auth(replay):
@@ -105,6 +119,28 @@ def test_retries_exhausted_keep_last_status_and_text(replay):
     assert info.value.status == 500
     assert info.value.attempts == 3
     assert "Internal server error" in str(info.value)
+    assert sleeps == [1.0, 2.0]
+
+
+def test_post_that_may_have_reached_the_server_is_sent_once(replay):
+    """502/503/504, a connection closed after the request and a read timeout: one POST each;
+    the same failures of a GET are retried."""
+    server = replay()
+    for status in (502, 503, 504):
+        server.add("POST", f"/service/{status}/scale", (status, "<h1>Bad Gateway</h1>"))
+    server.add("POST", "/service/1/action", (None, None))
+    server.add("POST", "/service_template/0/action", lambda r: (time.sleep(1.5), (None, None))[1])
+    server.add("GET", "/service/1", (None, None), (502, "proxy"), (200, {"DOCUMENT": {"ID": "1"}}))
+    sleeps = Sleeps()
+    client = HTTPClient(server.url, retries=3, timeout=0.5, sleep=sleeps)
+    paths = [f"/service/{s}/scale" for s in (502, 503, 504)]
+    for path in [*paths, "/service/1/action", "/service_template/0/action"]:
+        with pytest.raises(OpenNebulaHTTPError) as info:
+            client.request("POST", path, json_body={})
+        assert info.value.attempts == 1, path
+    assert sleeps == []
+    assert len(server.requests) == 5
+    assert client.request("GET", "/service/1") == (200, {"DOCUMENT": {"ID": "1"}})
     assert sleeps == [1.0, 2.0]
 
 
