@@ -9,6 +9,7 @@ import sys
 import threading
 
 from .core import Timings
+from .faults import Fault
 from .server import Emulator
 
 
@@ -50,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-auto-boot", action="store_true", help="VMs wait in PENDING for /_emulator/vms/ID/boot"
     )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="[before:]API:ROUTE[=KIND][*TIMES]",
+        help="answer TIMES (1) requests of ROUTE (as in the counters) with KIND: 502 (default), "
+        "503, 504 or drop (close the connection), after handling them (before: instead); "
+        "e.g. 'oneflow:POST /service_template/:id/action=502' (repeatable)",
+    )
     group = parser.add_argument_group(
         "container backend", "run every VM as a systemd container (needs the docker CLI)"
     )
@@ -90,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s"
     )
+    try:
+        faults = [Fault.parse(spec) for spec in args.fault]
+    except ValueError as exc:
+        parser.error(f"--fault: {exc}")
     timings = Timings.fast() if args.fast else Timings()
     if args.vm_step is not None:
         timings.vm_step = args.vm_step
@@ -126,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         state_file=args.state,
         containers=containers,
     )
+    for fault in faults:
+        emu.rt.faults.add(fault)
     if args.pool:
         emu.add_vm_pool(args.pool)
     if args.large_pool:

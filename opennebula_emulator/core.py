@@ -50,6 +50,21 @@ XML_RPC_API = 0x1000
 INTERNAL = 0x2000
 ALLOCATE = 0x4000
 
+# PoolObjectSQL::INVALID_NAME_CHARS of oned 6.10 and 7.0 (src/pool/PoolObjectSQL.cc)
+INVALID_NAME_CHARS = "&|:\\\";/'#{}$<>\t\n\v\f\r"
+
+
+def name_error(name: str) -> str | None:
+    """Why oned refuses this object name (``PoolObjectSQL::name_is_valid``), or None."""
+    if not name:
+        return "Invalid NAME, it cannot be empty"
+    bad = next((char for char in name if char in INVALID_NAME_CHARS), None)
+    if bad is not None:
+        return f"Invalid NAME, char '{bad}' is not allowed"
+    if len(name.encode()) > 128:
+        return "Invalid NAME, max length is 128 chars"
+    return None
+
 
 class OnedError(Exception):
     """A failed oned request: ``[false, message, code, resp_id, -1]`` on the wire."""
@@ -252,6 +267,11 @@ class Cloud:
 
     def vm_rename(self, user: User, vm_id: int, name: str, method: str = "one.vm.rename") -> int:
         vm = self.get_vm(user, vm_id, method, "MANAGE")
+        if name == vm.name:
+            return vm_id
+        reason = name_error(name)
+        if reason:
+            raise OnedError(ACTION, f"[{method}] {reason}")
         vm.name = name
         vm.changed()
         return vm_id
@@ -525,6 +545,11 @@ class Cloud:
         ``running=True`` creates it directly in ACTIVE/RUNNING with a history record (used to
         populate big pools quickly); ``ip`` forces the address of the first NIC.
         """
+        reason = name_error(name)
+        if reason:
+            raise OnedError(
+                ALLOCATE, f"[{method}] Error allocating a new virtual machine. {reason}"
+            )
         st = self.store
         vm_id = st.next_id("vm")
         stime = now()

@@ -12,11 +12,14 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .faults import Faults, Injected
+
 log = logging.getLogger("opennebula_emulator")
 
 STATUS_TEXT = {
     200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }  # fmt: skip
 
 
@@ -111,10 +114,12 @@ def make_server(
     api: str,
     dispatch: Dispatch,
     control: Callable[[Request], Response | None],
+    faults: Faults,
 ) -> ThreadingHTTPServer:
     """A threading HTTP/1.1 server that hands every request to ``dispatch``.
 
-    ``control`` answers the emulator's own ``/_emulator/...`` endpoints (not counted).
+    ``control`` answers the emulator's own ``/_emulator/...`` endpoints (not counted); ``faults``
+    replace the answer of chosen routes (:mod:`.faults`).
     """
 
     class Handler(BaseHTTPRequestHandler):
@@ -141,11 +146,21 @@ def make_server(
             if path.startswith("/_emulator/"):
                 resp = control(req)
             if resp is None:
+                fault = None
                 try:
-                    resp, _key = dispatch(req)
+                    resp, key = dispatch(req)
+                    fault = faults.take(api, key, after=True)
+                except Injected as injected:
+                    fault = injected.fault
                 except Exception:  # an emulator bug must not look like a hang
                     log.exception("%s: unhandled error for %s %s", api, self.command, self.path)
                     resp = Response(500, "emulator internal error", "text/plain")
+                if fault is not None:
+                    log.info("%s: fault %s for %s %s", api, fault.kind, self.command, self.path)
+                    if fault.kind == "drop":
+                        self.close_connection = True
+                        return
+                    resp = proxy_error(int(fault.kind))
             self._write(resp)
 
         def _write(self, resp: Response) -> None:
@@ -169,6 +184,16 @@ def make_server(
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+def proxy_error(status: int) -> Response:
+    """The error page of a reverse proxy in front of the API (nginx's)."""
+    title = f"{status} {STATUS_TEXT[status]}"
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1>"
+        "</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return Response(status, page, "text/html")
 
 
 def json_response(obj: Any, status: int = 200) -> Response:

@@ -151,8 +151,11 @@ class OnedApi:
         try:
             params, method = xmlrpc.client.loads(body, use_builtin_types=False)
         except (ExpatError, ValueError, TypeError, IndexError):
-            return fault_response(FAULT_PARSE, "Call XML not a proper XML-RPC call"), "<invalid>"
+            params, method = None, "<invalid>"
         method = method or "<none>"
+        self.rt.arrive("oned", method)
+        if params is None:
+            return fault_response(FAULT_PARSE, "Call XML not a proper XML-RPC call"), method
         handler = self.methods.get(method)
         if handler is None:
             return fault_response(FAULT_NO_SUCH_METHOD, f"Method '{method}' not defined"), method

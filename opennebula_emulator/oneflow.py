@@ -1278,7 +1278,7 @@ class OneFlowApi:
     def dispatch(self, req: Request) -> tuple[Response, str]:
         route = find_route(self.routes, req)
         key = route.key if route else f"{req.method} <no route>"
-        self.rt.counters.hit("oneflow", key)
+        self.rt.arrive("oneflow", key)
         with self.rt.locked():
             try:
                 user = self._authenticate(req)

@@ -176,7 +176,7 @@ class OneGateApi:
     def dispatch(self, req: Request) -> tuple[Response, str]:
         route = find_route(self.routes, req)
         key = route.key if route else f"{req.method} <catch-all>"
-        self.rt.counters.hit("onegate", key)
+        self.rt.arrive("onegate", key)
         with self.rt.locked():
             try:
                 if route is None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .core import Cloud, CloudConfig, Hooks, Timings
 from .counters import RequestCounters
+from .faults import Faults, Injected
 from .state import Store
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class Runtime:
         self.hooks = hooks
         self.cloud = Cloud(store, config, timings)
         self.counters = RequestCounters()
+        self.faults = Faults()
         self.flow: FlowEngine | None = None
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="one-emu-hook")
         self.options: dict[str, object] = {
@@ -34,6 +36,14 @@ class Runtime:
             # The measured 7.0.2 front-end accepted such bodies, so this is off by default.
             "rack3_form_body_bug": False,
         }
+
+    def arrive(self, api: str, key: str) -> None:
+        """A request for ``key`` reached ``api``: counted, unless a fault answers it first
+        (:class:`~.faults.Injected`, which the HTTP server turns into the fault)."""
+        fault = self.faults.take(api, key, after=False)
+        if fault is not None:
+            raise Injected(fault)
+        self.counters.hit(api, key)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

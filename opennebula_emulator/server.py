@@ -9,12 +9,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import template_syntax as ts
 from .core import CloudConfig, Hooks, OnedError, Timings
-from .httpd import Request, Response, json_response, make_server
+from .faults import Fault
+from .httpd import Dispatch, Request, Response, json_response, make_server
 from .oned import OnedApi
 from .oneflow import SERVICE_STATES, TRANSIENT, FlowEngine, OneFlowApi
 from .onegate import OneGateApi
@@ -105,18 +107,16 @@ class Emulator:
             if req.method != "POST" or req.path != "/RPC2":
                 return Response(404, "Not Found", "text/plain"), "<not RPC2>"
             body, method = self.oned.handle(req.body)
-            self.rt.counters.hit("oned", method)
             return Response(200, body, "text/xml"), method
+
+        def server(api: str, port: int, dispatch: Dispatch) -> ThreadingHTTPServer:
+            return make_server(host, port, api, dispatch, self._control, self.rt.faults)
 
         try:
             self._servers = {
-                "oned": make_server(host, oned_port, "oned", oned_dispatch, self._control),
-                "oneflow": make_server(
-                    host, oneflow_port, "oneflow", self.oneflow.dispatch, self._control
-                ),
-                "onegate": make_server(
-                    host, onegate_port, "onegate", self.onegate.dispatch, self._control
-                ),
+                "oned": server("oned", oned_port, oned_dispatch),
+                "oneflow": server("oneflow", oneflow_port, self.oneflow.dispatch),
+                "onegate": server("onegate", onegate_port, self.onegate.dispatch),
             }
         except BaseException:
             if self.containers is not None:
@@ -519,6 +519,17 @@ class Emulator:
     def set_onegate_permission(self, resource: str, action: str, allowed: bool) -> None:
         self.onegate.permissions.setdefault(resource, {})[action] = allowed
 
+    def add_fault(
+        self, api: str, route: str, kind: str = "502", times: int = 1, after: bool = True
+    ) -> Fault:
+        """Answer the next ``times`` requests of ``route`` (as the counters name it) on ``api``
+        with ``kind`` (``502``/``503``/``504``, or ``drop``: close the connection), after
+        handling them (``after=False``: without handling them). See :mod:`.faults`."""
+        return self.rt.faults.add(Fault(api, route, kind, times, after))
+
+    def clear_faults(self) -> None:
+        self.rt.faults.clear()
+
     # ------------------------------------------------------------------------- counters
     def counters(self) -> dict[str, dict[str, int]]:
         """Requests received per API and per XML-RPC method / REST route."""
@@ -557,6 +568,12 @@ class Emulator:
             if parts == ["counters", "reset"] and req.method == "POST":
                 self.reset_counters()
                 return json_response({})
+            if parts == ["faults"]:
+                if req.method == "POST":
+                    self.rt.faults.add(Fault(**json.loads(req.body or b"{}")))
+                elif req.method == "DELETE":
+                    self.clear_faults()
+                return json_response(self.rt.faults.snapshot())
             if parts == ["state"] and req.method == "GET":
                 with self.rt.locked():
                     return Response(200, self.store.to_json(), "application/json")
@@ -586,7 +603,7 @@ class Emulator:
                     else:
                         return json_response({"error": "unknown control"}, 404)
                     return json_response({})
-        except (KeyError, ValueError, IndexError, OnedError) as exc:
+        except (KeyError, ValueError, IndexError, TypeError, OnedError) as exc:
             return json_response({"error": str(exc)}, 400)
         return json_response({"error": "unknown control"}, 404)
 

@@ -208,3 +208,7 @@ class Gate(Http):
 
 
 FLOWER_TEMPLATE: dict[str, Any] = sample_json("oneflow-service_template-create-request.json")
+FLOWER_INPUTS: dict[str, Any] = {
+    "user_inputs_values": {"FL_ROUNDS": "5", "FL_STRATEGY": "FedProx"},
+    "roles": [{"name": "supernode", "user_inputs_values": {"FL_NODE_LABEL": "lab-a"}}],
+}

@@ -106,3 +106,24 @@ def test_state_round_trip_keeps_tokens_and_services(tmp_path: Path) -> None:
         assert emu2.vm_token(1) == token
         assert emu2.service(sid) == body
         assert emu2.vm(2).user_template["FL_NODE_LABEL"] == "z"
+
+
+def test_cli_faults() -> None:
+    """--fault: the first two template creations are done but answered 503; a bad spec is
+    refused with what is allowed."""
+    proc, urls = start_cli("--fast", "--fault", "oneflow:POST /service_template=503*2")
+    try:
+        flow = Flow(urls["oneflow"])
+        statuses = [flow.call("POST", "/service_template", FLOWER_TEMPLATE)[0] for _ in range(3)]
+        assert statuses == [503, 503, 201]
+        assert len(flow.json("GET", "/service_template")["DOCUMENT_POOL"]["DOCUMENT"]) == 3
+    finally:
+        stop_cli(proc)
+    bad = subprocess.run(
+        [sys.executable, "-m", "opennebula_emulator", "--fault", "oneflow:POST /x=500"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "one of 502, 503, 504, drop" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import xmlrpc.client
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emu_support import ROOT, Http
+from emu_support import FLOWER_INPUTS, FLOWER_TEMPLATE, ROOT, Http
 
 from opennebula_emulator import Emulator
 from opennebula_emulator.oned import method_response
@@ -282,3 +283,38 @@ def test_vmpool_infoset_returns_only_the_listed_vms(emu):
     assert {vm.USER_TEMPLATE["FL_I"] for vm in pool.VM} == {"1", "3"}
     with pytest.raises(pyone.OneApiException):
         one.vmpool.infoset("1,x", True)
+
+
+def test_vm_names_are_checked_as_oned_does(emu: Emulator, one: Any) -> None:
+    """PoolObjectSQL::name_is_valid: no &|:\\";/'#{}$<> nor control whitespace, 1..128 bytes, for
+    one.vm.allocate, one.template.instantiate and one.vm.rename; OneFlow's names stay valid."""
+    before = emu.store.next_ids["vm"]
+    with pytest.raises(
+        pyone.OneException,
+        match=r"^\[one\.vm\.allocate\] Error allocating a new virtual machine\. "
+        r"Invalid NAME, char '\{' is not allowed$",
+    ):
+        one.vm.allocate('NAME = "web{{ 7 }}"\nCPU = 1\nMEMORY = 64', False)
+    with pytest.raises(
+        pyone.OneException,
+        match=r"^\[one\.template\.instantiate\] Error allocating a new virtual machine\. "
+        r"Invalid NAME, char ''' is not allowed$",
+    ):
+        one.template.instantiate(0, "it's", False, "", False)
+    with pytest.raises(pyone.OneException, match="Invalid NAME, max length is 128 chars"):
+        one.template.instantiate(0, "x" * 129, False, "", False)
+    assert emu.store.next_ids["vm"] == before  # a refused allocation uses no id
+    vm_id = one.template.instantiate(0, "web (0) - ok_!", False, "", False)
+    for name, char in (("a:b", ":"), ("tab\there", "\t"), ("{% x %}", "{")):
+        with pytest.raises(
+            pyone.OneActionException,
+            match=rf"^\[one\.vm\.rename\] Invalid NAME, char '{re.escape(char)}' is not allowed$",
+        ):
+            one.vm.rename(vm_id, name)
+    with pytest.raises(pyone.OneActionException, match=r"Invalid NAME, it cannot be empty"):
+        one.vm.rename(vm_id, "")
+    assert one.vm.info(vm_id).NAME == "web (0) - ok_!"
+    template = emu.add_service_template(FLOWER_TEMPLATE)
+    service = emu.instantiate_service(template, FLOWER_INPUTS, wait_running=True)
+    names = sorted(vm.name for vm in emu.store.vms.values() if vm.id != vm_id)
+    assert names[0] == f"superlink_0_(service_{service})"

@@ -15,9 +15,13 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.error
+import xmlrpc.client
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +74,16 @@ def payload(markers: Path, name: str, kind: str = "expression") -> str:
 
 
 @pytest.fixture
-def planted(emu, flower, helpers, tmp_path):
+def markers() -> Iterator[Path]:
+    """Where the payloads create their files: a short path, names have at most 128 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="jinja-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def planted(emu, flower, helpers, markers):
     """A RUNNING service whose name and whose VMs' published keys are payloads."""
-    markers = tmp_path / "markers"
-    markers.mkdir()
     name = f"fl {payload(markers, 'service-name')}"
     template_id = emu.add_service_template(flower["7.0"]("flower-fl"))
     service_id = emu.instantiate_service(template_id, {"name": name, **INPUTS}, wait_running=True)
@@ -91,6 +101,9 @@ def planted(emu, flower, helpers, tmp_path):
     # Jinja in a VM name or an attribute name: OpenNebula refuses both (no '{' allowed)
     with pytest.raises(urllib.error.HTTPError):
         helpers.onegate_put(emu, node, {"FL_{{ 1 }}": "x"})
+    oned = xmlrpc.client.ServerProxy(emu.oned_url)
+    ok, message, *_ = oned.one.vm.rename("oneadmin:password", node, payload(markers, "vm-name"))
+    assert not ok and "Invalid NAME, char '{' is not allowed" in message
     status, _ = helpers.oneflow_call(emu, "GET", f"/service/{service_id}")
     assert status == 200
     return {
