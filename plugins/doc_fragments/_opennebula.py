@@ -76,8 +76,10 @@ options:
         on every 5xx and connection error. POST requests (instantiate, scale, actions, template
         create) only when the connection failed before anything was sent (refused, unknown host,
         no route); after a 5xx (502/503/504 included) or a lost answer the server may have acted,
-        so C(oneflow_service) and C(oneflow_template) look at what exists before they try again.
-        TLS verification failures are never retried.
+        so C(oneflow_service) (instantiate, scale) and C(oneflow_template) (create) look at what
+        exists, and send the request again only when they find nothing and the answer was lost or
+        a proxy's 502/503/504, at most O(retries) times. TLS verification failures are never
+        retried.
     type: int
     default: 3
 notes:

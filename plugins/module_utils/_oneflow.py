@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 
 from ansible_collections.opennebula.flower.plugins.module_utils._one_auth import (
     oneflow_credentials,
@@ -760,6 +761,54 @@ def find_by_name(documents, name, skip_states=()):
             continue
         out.append(doc)
     return out
+
+
+def named(documents, name, what, skip_states=(), hint=""):
+    """The one document named ``name`` (None when there is none); several is an error."""
+    matches = find_by_name(documents, name, skip_states)
+    if len(matches) > 1:
+        ids = ", ".join(str(d.get("ID")) for d in matches)
+        raise OneFlowError(f"several {what} are named {name!r} (ids {ids}){hint}")
+    return matches[0] if matches else None
+
+
+def ambiguous(exc):
+    """Whether a failed request may have been done all the same: no answer, or a 5xx."""
+    return isinstance(exc, OpenNebulaHTTPError) and (exc.status is None or exc.status >= 500)
+
+
+# Failures that tell nothing of the request's fate: no answer, or a proxy's gateway error. A 500
+# is OneFlow's own answer (a refusal such as "cannot be scaled in state"): not sent again.
+UNKNOWN_FATE = (None, 502, 503, 504)
+
+
+def send_once(what, send, find, warn, retries, wait, sleep=time.sleep):
+    """``send()`` a request that must not be done twice (a POST that instantiates, scales or
+    creates; the HTTP layer does not repeat those) and return its answer.
+
+    After a failure that leaves open whether the server did it (:func:`ambiguous`), waits ``wait``
+    seconds and asks ``find()`` for what the request would have made: what it finds is returned.
+    Else a request whose fate is unknown (:data:`UNKNOWN_FATE`) is sent again, ``retries`` times
+    at most, and any other failure is raised. ``warn`` tells which happened.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            result = send()
+        except OpenNebulaHTTPError as exc:
+            if not ambiguous(exc):
+                raise
+            sleep(wait)
+            found = find()
+            if found is not None:
+                warn(f"{what}: {exc}; it was done all the same")
+                return found
+            if exc.status not in UNKNOWN_FATE or attempts > retries:
+                raise
+            warn(f"{what}: {exc}; it was not done, sending it again")
+            continue
+        return result
 
 
 def client_from_params(params, env=None, sleep=None):

@@ -17,6 +17,8 @@ Decisions (documented in the module too):
 * Scaling goes role by role (OneFlow scales only from RUNNING): ``POST /service/:id/scale`` then
   wait through SCALING and COOLDOWN back to RUNNING. ``skip_cooldown`` sends ``recover`` when the
   service enters COOLDOWN. min_vms/max_vms are checked before anything is sent (unless ``force``).
+* Instantiate and scale are not sent twice blindly (``send_once`` of ``_oneflow``): after no
+  answer or a 5xx, the service (by name) or the role's cardinality is looked at first.
 * ``state: absent`` sends DELETE and waits until ``GET /service/:id`` answers 404 (the document
   disappears at the end of the undeploy). DELETE is refused by OneFlow in FAILED_* and most
   transient states: the module waits for a deletable state, or with ``force_delete`` uses the
@@ -26,6 +28,7 @@ Decisions (documented in the module too):
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from ansible_collections.opennebula.flower.plugins.module_utils._one_common import (
     SERVICE_FAILED_STATES,
@@ -47,6 +50,8 @@ from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import 
     check_cardinalities,
     document_body,
     find_by_name,
+    named,
+    send_once,
     service_errors,
     service_node_ids,
     service_state,
@@ -123,6 +128,14 @@ class ServiceRunner:
         self.wrote = True
         return result
 
+    def write_once(self, what, send, find):
+        """A write that must not be done twice: after an answer that leaves open whether OneFlow
+        did it, ``find()`` looks before it is sent again (see :func:`send_once`)."""
+        retries = int(self.params.get("retries") or 0)
+        result = send_once(what, send, find, self.warn, retries, self.poll.interval, self.sleep)
+        self.wrote = True
+        return result
+
     def fail(self, message, doc=None):
         result = {"changed": self.changed_so_far, "actions": self.actions}
         if doc is not None:
@@ -143,12 +156,13 @@ class ServiceRunner:
                     "not an id)"
                 )
             return doc
-        name = self.params.get("name")
-        matches = find_by_name(self.flow.list_services(), name, skip_states=(DONE,))
-        if len(matches) > 1:
-            ids = ", ".join(str(d.get("ID")) for d in matches)
-            raise OneFlowError(f"several services are named {name!r} (ids {ids}); use service_id")
-        return matches[0] if matches else None
+        return named(
+            self.flow.list_services(),
+            self.params.get("name"),
+            "services",
+            skip_states=(DONE,),
+            hint="; use service_id",
+        )
 
     def view(self, doc):
         """The diff view of a service: name, state and cardinalities."""
@@ -307,13 +321,10 @@ class ServiceRunner:
         name = self.params.get("template_name")
         if not name:
             raise OneFlowError("the service does not exist: template_id or template_name is needed")
-        matches = find_by_name(self.flow.list_templates(), name)
-        if not matches:
+        template = named(self.flow.list_templates(), name, "service templates")
+        if template is None:
             raise OneFlowError(f"no service template is named {name!r}")
-        if len(matches) > 1:
-            ids = ", ".join(str(d.get("ID")) for d in matches)
-            raise OneFlowError(f"several service templates are named {name!r} (ids {ids})")
-        return matches[0]
+        return template
 
     def instantiate(self):
         template = self.resolve_template()
@@ -334,7 +345,11 @@ class ServiceRunner:
         after = {"name": self.params.get("name"), "state": "RUNNING", "roles": expected}
         if self.check_mode:
             return None, after
-        doc = self.write(self.flow.instantiate, template["ID"], merge)
+        doc = self.write_once(
+            f"instantiate {self.params.get('name')!r}",
+            partial(self.flow.instantiate, template["ID"], merge),
+            self.find_service,
+        )
         service_id = to_int(doc.get("ID"))
         if self.params.get("wait"):
             doc = self.wait_state(service_id, "RUNNING")
@@ -389,8 +404,10 @@ class ServiceRunner:
         for index, (role, number) in enumerate(todo):
             if service_state(doc) != RUNNING:
                 doc = self.wait_state(service_id, f"RUNNING before scaling {role}", skip)
-            self.write(
-                self.flow.scale, service_id, role, number, force=self.params.get("force", False)
+            self.write_once(
+                f"scale {role} to {number}",
+                partial(self.flow.scale, service_id, role, number, self.params.get("force", False)),
+                partial(self.scaled, service_id, role, number),
             )
             last = index == len(todo) - 1
             if self.params.get("wait") or not last:
@@ -403,6 +420,11 @@ class ServiceRunner:
                     until=lambda d, r=role, n=number: _role_at(d, r, n),
                 )
         return doc
+
+    def scaled(self, service_id, role, number):
+        """The service when OneFlow took a scale of ``role`` to ``number`` (else None)."""
+        doc = self.flow.get_service(service_id)
+        return doc if cardinalities_of(doc).get(role) == number else None
 
     # ---------------------------------------------------------------------------- top level
     def present(self):

@@ -19,6 +19,11 @@ description:
     /service/:id/scale) and the module waits through C(SCALING) and C(COOLDOWN) back to C(RUNNING).
     Cardinalities outside a role's C(min_vms)..C(max_vms) fail before anything is sent.
   - V(absent) deletes the service and waits until OneFlow has removed it.
+  - Instantiate and scale requests are never repeated blindly. When one gets no answer or a 5xx,
+    OneFlow may have done it, so the module waits O(poll_interval) seconds and looks (the service
+    by O(name), the role's cardinality). What it finds is taken, with a warning; else a request
+    whose answer was lost or a proxy's 502/503/504 is sent again, at most O(retries) times. A lost
+    answer never leaves two services with the same name.
   - VM details (IPs of all NICs, C(READY), published keys) come from oned, read in one XML-RPC call
     for all VMs (C(one.vmpool.infoset); per id range C(one.vmpool.infoextended) where oned refuses
     it). This needs O(one_url) (or E(ONE_URL)) and the Python library C(pyone).

@@ -18,6 +18,10 @@ description:
     (same schema, server-managed C(registration_time) ignored, the server's defaults
     (C(deployment=none), C(description=""), role C(cardinality=0)) filled in, numbers given as
     strings treated as numbers).
+  - A creation that gets no answer or a 5xx may have been done, so the module looks for the
+    template by name a second later. It sends the request again only when it finds none and the
+    answer was lost or a proxy's 502/503/504 (at most O(retries) times), so a lost answer never
+    leaves two templates with the same name.
 author:
   - opennebula.flower contributors (@opennebula)
 extends_documentation_fragment:
@@ -159,8 +163,9 @@ from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import 
     client_from_params,
     detect_schema,
     document_body,
-    find_by_name,
+    named,
     normalize_template,
+    send_once,
     template_differences,
     to_schema,
 )
@@ -186,11 +191,18 @@ def main():
     try:
         client = client_from_params(params)
         docs = client.list_templates()
-        matches = find_by_name(docs, name)
-        if len(matches) > 1:
-            ids = ", ".join(str(d.get("ID")) for d in matches)
-            module.fail_json(msg=f"several service templates are named {name!r} (ids {ids})")
-        current = matches[0] if matches else None
+        current = named(docs, name, "service templates")
+
+        def create(body):
+            # A second POST would make a second template of that name: look before repeating.
+            return send_once(
+                f"create {name!r}",
+                lambda: client.create_template(body),
+                lambda: named(client.list_templates(), name, "service templates"),
+                module.warn,
+                params["retries"],
+                wait=1.0,
+            )
 
         if params["state"] == "absent":
             if current is None:
@@ -225,7 +237,7 @@ def main():
                 result["diff"] = {"before": {}, "after": normalize_template(body)}
             if not module.check_mode:
                 try:
-                    doc = client.create_template(body)
+                    doc = create(body)
                 except OpenNebulaHTTPError as exc:
                     if not _speaks_610(exc, schema, body):
                         raise
@@ -233,7 +245,7 @@ def main():
                     # asks for vm_template: send the body converted.
                     body = to_schema(desired, SCHEMA_610)
                     result["schema"] = SCHEMA_610
-                    doc = client.create_template(body)
+                    doc = create(body)
                 result.update(id=to_int(doc.get("ID")), template=document_body(doc))
             module.exit_json(**result)
 
