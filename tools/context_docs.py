@@ -32,7 +32,8 @@ OUTPUT = REPO_ROOT / "docs" / "context-variables.md"
 
 CATEGORIES = {
     "core": "Core",
-    "tls": "TLS",
+    "tls": "TLS and SuperNode authentication",
+    "firewall": "Firewall",
     "discovery": "SuperLink discovery and reconnection",
     "client": "Client (ClientApp, framework, GPU)",
     "training": "Training (strategy, clients, checkpointing)",
@@ -67,6 +68,8 @@ def _row(var: dict[str, Any], role: str) -> str:
     if var.get("aliases"):
         name += " (alias " + ", ".join(_code(a) for a in var["aliases"]) + ")"
     kind = var["type"] + (" (secret)" if var.get("secret") else "")
+    if role not in context.oneflow_roles(var):
+        kind += " (not a OneFlow user input)"
     cells = [
         name,
         kind,
@@ -90,7 +93,10 @@ def render(variables: list[dict[str, Any]]) -> str:
         " anything starts and maps them to the role variables in *Maps to*. Unset or empty"
         " variables take the default; booleans are `YES`/`NO`; unknown `ONEAPP_FL_*` names are"
         " refused. With `ONEAPP_FL_TLS_ENABLED=YES` the action also sets `tls_side` (`server`"
-        " or `client`), and operator certificates set `tls_ca_mode: provided` on the SuperLink.",
+        " or `client`), and operator certificates set `tls_ca_mode: provided` on the SuperLink."
+        " Any VM of a OneFlow service can read its siblings' CONTEXT through OneGate, so a"
+        " variable marked *not a OneFlow user input* is for standalone VMs only"
+        " (`docs/security.md`).",
         "",
     ]
     for role in context.ROLES:

@@ -64,7 +64,7 @@ def inputs(variables: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, d
     service: dict[str, str] = {}
     per_role: dict[str, dict[str, str]] = {role: {} for role, *_ in ROLES}
     for var in variables:
-        roles = [r for r in var["roles"] if r in per_role]
+        roles = [r for r in context.oneflow_roles(var) if r in per_role]
         if set(roles) == set(per_role):
             service[var["name"]] = context.user_input(var)
         for role in roles if len(roles) == 1 else []:

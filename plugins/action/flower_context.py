@@ -16,6 +16,7 @@ from ansible_collections.opennebula.flower.plugins.module_utils._context import 
     SpecError,
     load_spec,
     mask,
+    secret_values,
     to_role_vars,
     validate,
 )
@@ -36,6 +37,7 @@ ARGUMENT_SPEC = {
     "one_env": {"type": "str", "default": DEFAULT_ONE_ENV},
     "variables": {"type": "dict", "default": {}},
     "fail_on_error": {"type": "bool", "default": True},
+    "reveal_secrets": {"type": "bool", "default": False},
 }
 
 
@@ -69,7 +71,10 @@ class ActionModule(ActionBase):
         del tmp
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         role = args["role"]
-        result.update(changed=False, values={}, role_vars={}, errors=[], one_env=None)
+        result.update(changed=False, values={}, role_vars={}, errors=[], withheld=[], one_env=None)
+        if args["reveal_secrets"] and not self._task.no_log:
+            result.update(failed=True, msg="reveal_secrets needs no_log: true on the task")
+            return result
 
         try:
             spec = read_spec()
@@ -108,5 +113,10 @@ class ActionModule(ActionBase):
                     + "\n- ".join(errors)
                 )
             return result
-        result["role_vars"] = to_role_vars(spec, values, role)
+        role_vars = to_role_vars(spec, values, role)
+        secrets = set(to_role_vars(spec, secret_values(spec, values), role))
+        result["withheld"] = sorted(secrets)
+        if not args["reveal_secrets"]:
+            role_vars = {name: value for name, value in role_vars.items() if name not in secrets}
+        result["role_vars"] = role_vars
         return result

@@ -54,6 +54,7 @@ ENTRY_KEYS = frozenset(
         "secret",
         "aliases",
         "mandatory",
+        "oneflow_roles",
         "examples",
     }
 )
@@ -108,8 +109,8 @@ def load_spec(data):
             problems.append(f"{where}: choices cannot contain ',' or '|' (OneFlow list syntax)")
         if kind == "pem" and entry.get("pem_kind") not in ("CERTIFICATE", "PRIVATE KEY"):
             problems.append(f"{where}: pem_kind must be CERTIFICATE or PRIVATE KEY")
-        if kind == "list" and entry.get("items") not in (None, "san"):
-            problems.append(f"{where}: items must be san (or absent)")
+        if kind == "list" and entry.get("items") not in (None, "san", "cidr"):
+            problems.append(f"{where}: items must be san or cidr (or absent)")
         if not isinstance(entry.get("default"), str):
             problems.append(f"{where}: default must be the context text (a string)")
         roles = entry.get("roles")
@@ -127,6 +128,11 @@ def load_spec(data):
                 problems.append(f"{where}: maps_to is null, so a note must say what consumes it")
         elif not isinstance(maps_to, dict) or set(maps_to) - set(roles):
             problems.append(f"{where}: maps_to must map some of its roles to role variables")
+        oneflow_roles = entry.get("oneflow_roles", roles)
+        if not isinstance(oneflow_roles, list) or set(oneflow_roles) - set(roles):
+            problems.append(f"{where}: oneflow_roles must be a list of some of its roles")
+        if entry.get("secret") and oneflow_roles:
+            problems.append(f"{where}: a secret is never a OneFlow user input (oneflow_roles: [])")
         examples = entry.get("examples")
         if (
             not isinstance(examples, dict)
@@ -145,6 +151,13 @@ def _variables(spec):
 
 def for_role(spec, role):
     return [v for v in _variables(spec) if role is None or role in v["roles"]]
+
+
+def oneflow_roles(var):
+    """The roles of which the variable is a OneFlow user input (``oneflow_roles``, default: all
+    its roles). Any VM of a service reads its siblings' CONTEXT through OneGate, so a secret is
+    never one, and a value one role cannot use on a OneFlow VM is left to the others."""
+    return list(var.get("oneflow_roles", var["roles"]))
 
 
 # ------------------------------------------------------------------------------- conversions
@@ -181,6 +194,11 @@ def allowed_text(var):
     if kind == "list":
         if var.get("items") == "san":
             return "comma-separated IP:<address>, DNS:<name>, or plain addresses and names"
+        if var.get("items") == "cidr":
+            return (
+                "comma-separated IPv4 or IPv6 networks or addresses (10.0.0.0/24, 192.0.2.7, "
+                "fd00::/64), or nic_networks (the networks of the VM's NICs)"
+            )
         return "comma-separated values"
     if kind == "keyvalue":
         return "space-separated key=value (keys: letters, digits, - and _; TOML values)"
@@ -223,10 +241,10 @@ def _convert(var, text):
         return _pem(var, text, allowed)
     if kind == "list":
         items = [item.strip() for item in text.split(",") if item.strip()]
-        if var.get("items") == "san":
-            bad = [item for item in items if not _san_ok(item)]
-            if bad:
-                raise _Invalid("bad item " + ", ".join(repr(b) for b in bad), allowed)
+        check = {"san": _san_ok, "cidr": _cidr_ok}.get(var.get("items"))
+        bad = [item for item in items if check and not check(item)]
+        if bad:
+            raise _Invalid("bad item " + ", ".join(repr(b) for b in bad), allowed)
         return items
     if kind == "keyvalue":
         return _keyvalue(text, allowed)
@@ -285,6 +303,16 @@ def _san_ok(item):
         return True
     except ValueError:
         return bool(_DNS_SAN_RE.match(item))
+
+
+def _cidr_ok(item):
+    if item == "nic_networks":
+        return True
+    try:
+        ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _pem(var, text, allowed):
@@ -458,6 +486,11 @@ def _cross_checks(values, role):
             f"ONEAPP_FL_TLS_ENABLED=NO: {', '.join(tls_names)} given but TLS is off; "
             "allowed: YES, or leave the certificates empty"
         )
+    if v("ONEAPP_FL_NODE_AUTH_ENABLED") and v("ONEAPP_FL_TLS_ENABLED") is False:
+        errors.append(
+            "ONEAPP_FL_NODE_AUTH_ENABLED=YES: SuperNode authentication needs TLS, but "
+            "ONEAPP_FL_TLS_ENABLED=NO; allowed: NO, or turn TLS on"
+        )
     return errors
 
 
@@ -486,6 +519,12 @@ def to_role_vars(spec, values, role):
         if role == "superlink" and values.get("ONEAPP_FL_SSL_CERTFILE") is not None:
             result["tls_ca_mode"] = "provided"
     return result
+
+
+def secret_values(spec, values):
+    """Only the secrets of ``values`` that are set (the rest unset)."""
+    secrets = {var["name"] for var in _variables(spec) if var.get("secret")}
+    return {k: (v if k in secrets else None) for k, v in values.items()}
 
 
 def mask(spec, values):
@@ -522,14 +561,18 @@ def user_input(var):
 
 
 def user_inputs(spec, role=None, schema="7.0"):
-    """``{NAME: spec}`` for the variables of ``role`` (all when None).
+    """``{NAME: spec}`` for the OneFlow user inputs of ``role`` (all roles when None).
 
     The strings are the same for OpenNebula 7.0 and 6.10; the template field differs
     (``USER_INPUTS_FIELD[schema]``: ``user_inputs`` in 7.0, ``custom_attrs`` in 6.10).
     """
     if schema not in USER_INPUTS_FIELD:
         raise ValueError(f"schema must be one of {', '.join(USER_INPUTS_FIELD)}, not {schema!r}")
-    return {var["name"]: user_input(var) for var in for_role(spec, role)}
+    return {
+        var["name"]: user_input(var)
+        for var in _variables(spec)
+        if oneflow_roles(var) and (role is None or role in oneflow_roles(var))
+    }
 
 
 def user_inputs_section(spec, role=None, schema="7.0"):

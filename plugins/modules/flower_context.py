@@ -58,6 +58,14 @@ options:
         RV(errors) (and no RV(role_vars)).
     type: bool
     default: true
+  reveal_secrets:
+    description:
+      - Include the role variables of secret context variables (the private key of a standalone
+        SuperLink's operator certificate) in RV(role_vars). Without it they are left out and
+        named in RV(withheld).
+      - Only allowed on a task with C(no_log) set, so the values never reach a log.
+    type: bool
+    default: false
 notes:
   - RV(role_vars) holds the operator's private key when C(ONEAPP_FL_SSL_KEYFILE) is set (RV(values)
     masks it); use C(no_log) on tasks that print or register it in that case.
@@ -108,9 +116,16 @@ role_vars:
   description:
     - The role variables set by the values (C(superlink_*), C(supernode_*), C(tls_*)); unset
       values set nothing, so the role defaults apply. Empty when there are errors.
+    - Those of secrets only with O(reveal_secrets).
   returned: always
   type: dict
   sample: {"superlink_flower_version": "1.25.0", "superlink_tls_enabled": true}
+withheld:
+  description: Role variables of secrets that are set; in RV(role_vars) only with O(reveal_secrets).
+  returned: always
+  type: list
+  elements: str
+  sample: ["tls_provided_key"]
 errors:
   description: Every problem found, one line each (variable, value, what is allowed).
   returned: always
