@@ -53,8 +53,9 @@ def log(msg: str) -> None:
 
 
 class Demo:
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, admin_password: str = ADMIN[1]) -> None:
         self.id = run_id
+        self.admin_password = admin_password
         self.dir = ROOT / ".cache" / f"appliance-{run_id}"
         self.network = f"flower-{run_id}"
         self.env_file = self.dir / "env.json"
@@ -77,6 +78,7 @@ class Demo:
             str(VENV_BIN / "python"), "-m", "opennebula_emulator",
             "--oned-port", "0", "--oneflow-port", "0", "--onegate-port", "0",
             "--vm-step", "0.5", "--cooldown-scale", "0.01",
+            "--admin-password", self.admin_password,
             "--containers", "--network", self.network, "--name-prefix", self.network,
             "--context-dir", str(self.dir / "context"),
             "--volume", f"{ROOT / '.cache' / 'images'}:/var/cache/flower-images:ro",
@@ -97,9 +99,9 @@ class Demo:
             "ONE_URL": urls["oned"],
             "ONEFLOW_URL": urls["oneflow"],
             "ONE_USERNAME": ADMIN[0],
-            "ONE_PASSWORD": ADMIN[1],
+            "ONE_PASSWORD": self.admin_password,
             "ONEFLOW_USERNAME": ADMIN[0],
-            "ONEFLOW_PASSWORD": ADMIN[1],
+            "ONEFLOW_PASSWORD": self.admin_password,
         }
         self.env_file.write_text(json.dumps(env, indent=1))
         log(f"emulator up: {urls['oned']} {urls['oneflow']} {urls['onegate']} (log {emu_log})")
@@ -148,6 +150,14 @@ class Demo:
     def container(self, vm_id: int) -> str:
         return self.emulator(f"/_emulator/vms/{vm_id}/container")["name"]
 
+    def gateway(self) -> str:
+        """This host's address on the VMs' network: where `flwr` reaches the SuperLink from."""
+        return subprocess.run(
+            ["docker", "network", "inspect", self.network, "-f",
+             "{{range .IPAM.Config}}{{.Gateway}}{{end}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
     # ------------------------------------------------------------------------ ansible
     def playbook(self, name: str, *args: str, extra: dict | None = None, timeout: float = 1800):
         env = {
@@ -166,11 +176,15 @@ class Demo:
         return subprocess.run(cmd, cwd=ROOT, env=env, timeout=timeout, check=False, text=True,
                               capture_output=True)  # fmt: skip
 
-    def deploy(self, context: dict | None = None) -> dict:
-        """deploy.yml: images, templates, service; waits for FL_READY; writes CA and block."""
-        started = time.monotonic()
-        proc = self.playbook(
+    def deploy_playbook(self, context: dict | None = None, *args: str):
+        """deploy.yml: images, templates, service; waits for FL_READY; writes CA and block.
+
+        The SuperLink's Control API is opened to this host only (the firewall keeps everyone
+        else out; flwr runs here)."""
+        context = {"ONEAPP_FL_CONTROL_ALLOWED_CIDRS": self.gateway(), **(context or {})}
+        return self.playbook(
             "deploy.yml",
+            *args,
             extra={
                 **FRONTEND_IMAGES,
                 "flower_image_path_check": False,
@@ -183,15 +197,20 @@ class Demo:
                 "flower_federation_file": str(self.federation_file),
                 "flower_federation_name": "appliance",
                 "flower_poll_interval": 1,
-                "flower_context": context or {},
+                "flower_context": context,
             },
         )
+
+    def deploy(self, context: dict | None = None, *args: str) -> dict:
+        started = time.monotonic()
+        proc = self.deploy_playbook(context, *args)
         print(proc.stdout[-4000:], proc.stderr[-2000:], sep="\n")
         if proc.returncode != 0:
             raise DemoError("deploy.yml failed")
         block = tomllib.loads(self.federation_file.read_text())
         federation = block["tool"]["flwr"]["federations"]["appliance"]
-        return {"address": federation["address"], "seconds": time.monotonic() - started}
+        return {"address": federation["address"], "seconds": time.monotonic() - started,
+                "output": proc.stdout + proc.stderr}  # fmt: skip
 
     def control_address(self) -> str:
         block = tomllib.loads(self.federation_file.read_text())

@@ -1,30 +1,52 @@
 """End to end, the user's path: the appliance images (container counterparts of the QCOW2s),
 ``playbooks/deploy.yml`` against the emulator (its VMs are systemd containers booting the
 appliances with one-context's files), SuperNodes discovering the SuperLink through OneGate,
-``flwr run`` over TLS; then ``site.yml`` through the ``oneflow`` inventory, scaling 2 -> 3 and
-a SuperLink restart. The tests run in file order on one federation.
+``flwr run`` over TLS; then ``site.yml`` through the ``oneflow`` inventory installing the
+operator's certificates, scaling 2 -> 3, a SuperLink restart and scaling 3 -> 2. The tests run
+in file order on one federation.
+
+The trust boundaries are tried along the way: the firewall (Fleet for the SuperNodes, Control
+for this host only), SuperNode authentication (nodes registered from OneGate as they come and
+go), a SuperNode reading all OneGate shows it (no private key, no password), a SuperNode
+rewriting the SuperLink's FL_ENDPOINT and FL_CA_CERT (neither another SuperNode nor
+deploy.yml is misled), and deploy.yml, site.yml and rotate_certs.yml at -vvv (no key, token or
+password in their output).
 
 Needs Docker and ``make appliance-images`` (the Makefile's ``lifecycle`` target does both).
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
 import re
+import secrets
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("appliance_demo", ROOT / "scripts/appliance_demo.py")
-appliance_demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(appliance_demo)
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+appliance_demo = _load("appliance_demo", "scripts/appliance_demo.py")
+pki = _load("pki", "tests/pki.py")
 
 RUN_ID = f"lc{os.environ.get('FLOWER_TEST_ID', os.getpid())}"
+# OpenNebula's password in this run: distinctive, so that a leak into any output is found.
+ADMIN_PASSWORD = f"pw-{secrets.token_hex(12)}"
 ARCHIVE = f"/var/cache/flower-images/flower-{appliance_demo.VERSION}-sklearn.tar"
 # What the images were baked with: site.yml must be told the same.
 SITE_VARS = {
@@ -38,7 +60,7 @@ SITE_VARS = {
 
 @pytest.fixture(scope="module")
 def demo():
-    demo = appliance_demo.Demo(RUN_ID)
+    demo = appliance_demo.Demo(RUN_ID, admin_password=ADMIN_PASSWORD)
     demo.start()
     yield demo
     demo.down()
@@ -46,7 +68,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def deployed(demo):
-    return demo.deploy()
+    return demo.deploy(None, "-vvv")
 
 
 def service(demo):
@@ -91,6 +113,45 @@ def vm_clock(demo, vm_id):
     return in_vm(demo, vm_id, "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
 
 
+def vm_ip(demo, vm_id):
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+         demo.container(vm_id)], capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def onegate(demo, as_vm, method, path, data=None):
+    """A OneGate request made as VM ``as_vm``, with that VM's own endpoint and token."""
+    env = in_vm(demo, as_vm, "cat", "/run/one-context/one_env").stdout
+    endpoint = re.search(r'ONEGATE_ENDPOINT="?([^"\n]+)', env).group(1)
+    token = in_vm(demo, as_vm, "cat", "/run/one-context/token.txt").stdout.strip()
+    body = urllib.parse.urlencode({"data": data, "type": "1"}).encode() if data else None
+    request = urllib.request.Request(  # noqa: S310 (the emulator's local URL)
+        endpoint.rstrip("/") + path, data=body, method=method,
+        headers={"X-ONEGATE-TOKEN": token, "X-ONEGATE-VMID": str(as_vm)},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (local URL)
+        return answer.read().decode()
+
+
+def publish_as(demo, as_vm, vm_id, attributes):
+    """``as_vm`` writes ``attributes`` into the USER_TEMPLATE of ``vm_id`` (PUT /vms/<id>)."""
+    data = "\n".join(f"{key}={value}" for key, value in attributes.items())
+    onegate(demo, as_vm, "PUT", f"/vms/{vm_id}", data)
+
+
+def reboot_hook(demo, vm_id):
+    """What the VM's next boot does: the appliance's boot hook runs again."""
+    proc = in_vm(demo, vm_id, "systemctl", "restart", "flower-appliance", timeout=600)
+    log = in_vm(demo, vm_id, "journalctl", "-u", "flower-appliance", "--no-pager", "-n", "60")
+    return proc.returncode, log.stdout
+
+
+def secrets_in(text, *secrets_):
+    """The secrets (or the start of each) that ``text`` holds."""
+    return [s[:12] + "..." for s in secrets_ if s and s in text]
+
+
 def train(demo, rounds, *config, min_accuracy=0.85):
     """demo.train with 240 s per round; on failure the Flower logs are printed.
 
@@ -130,11 +191,29 @@ def test_deploy_reaches_ready_and_fl_ready(demo, deployed):
     for node in role_vms(demo, "supernode"):
         assert user_template(demo, node)["FL_NODE_READY"] == "YES"
     assert "BEGIN CERTIFICATE" in demo.ca_file.read_text()
+    # deploy.yml ran with -vvv and OpenNebula's password in ONE_PASSWORD.
+    assert (
+        "<TASK: opennebula.flower.oneflow_service" in deployed["output"]
+        or "TASK [" in deployed["output"]
+    )
+    assert not secrets_in(deployed["output"], ADMIN_PASSWORD)
 
 
 def test_plain_text_client_is_refused(demo, deployed):
     proc = demo.flwr("--list-runs", tls=False, timeout=180)
     assert proc.returncode != 0, "the SuperLink answered a plain-text client"
+
+
+def test_firewall_fleet_for_the_supernodes_control_for_this_host(demo, deployed):
+    superlink, node = role_vms(demo, "superlink")[0], role_vms(demo, "supernode")[0]
+    probe = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+    address = vm_ip(demo, superlink)
+    reach = {port: in_vm(demo, node, "python3", "-c", probe, address, port).returncode
+             for port in ("9092", "9093", "9091")}  # fmt: skip
+    assert reach == {"9092": 0, "9093": 1, "9091": 1}, reach
+    # This host may: the runs below go through the Control API.
+    proc = demo.flwr("--list-runs", timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_demo_trains_over_tls(demo, deployed):
@@ -147,9 +226,10 @@ def site(demo, inventory, extra):
     return demo.playbook("site.yml", "-i", str(inventory), extra={**SITE_VARS, **extra})
 
 
-def test_site_yml_through_the_oneflow_inventory(demo, deployed, tmp_path_factory):
-    inventory = tmp_path_factory.mktemp("inventory") / "flower.oneflow.yml"
-    inventory.write_text(
+@pytest.fixture(scope="module")
+def inventory(demo, tmp_path_factory):
+    path = tmp_path_factory.mktemp("inventory") / "flower.oneflow.yml"
+    path.write_text(
         "plugin: opennebula.flower.oneflow\n"
         f"services: [flower-{demo.id}]\n"
         "compose:\n"
@@ -157,17 +237,113 @@ def test_site_yml_through_the_oneflow_inventory(demo, deployed, tmp_path_factory
         f"  ansible_host: \"'{demo.network}-vm-' ~ one_vm_id\"\n"
         "  ansible_python_interpreter: \"'/usr/bin/python3'\"\n"
     )
-    change = {"superlink_training": {"num_rounds": 2, "strategy": "FedAvg"}}
-    first = site(demo, inventory, change)
+    return path
+
+
+@pytest.fixture(scope="module")
+def operator(demo, deployed, tmp_path_factory):
+    """The operator's CA, certificate and key, as files on the controller."""
+    superlink = role_vms(demo, "superlink")[0]
+    pem = pki.operator_pki([vm_ip(demo, superlink), "127.0.0.1", "localhost"])
+    folder = tmp_path_factory.mktemp("operator")
+    for name in ("ca", "cert", "key"):
+        (folder / name).write_text(getattr(pem, name))
+    (folder / "key").chmod(0o600)
+    pem.vars = {
+        "tls_ca_mode": "provided",
+        **{f"tls_provided_{name}": f"{{{{ lookup('file', '{folder / name}') }}}}"
+           for name in ("ca", "cert", "key")},
+    }  # fmt: skip
+    return pem
+
+
+def tokens(demo):
+    """Every VM's OneGate token: no playbook output may show one."""
+    vms = role_vms(demo, "superlink") + role_vms(demo, "supernode")
+    return [in_vm(demo, vm, "cat", "/run/one-context/token.txt").stdout.strip() for vm in vms]
+
+
+def no_secret_shown(demo, proc, operator):
+    output = proc.stdout + proc.stderr
+    found = secrets_in(output, ADMIN_PASSWORD, *tokens(demo), *operator.key_body_lines())
+    assert not found, f"secrets in the output: {found}"
+
+
+def test_site_yml_installs_the_operator_certificates(demo, deployed, inventory, operator):
+    """site.yml through the oneflow inventory, at -vvv: a training setting and the operator's
+    certificates (the key from a file on the controller, never through OpenNebula); the
+    SuperNodes trust the new CA; a second run changes nothing."""
+    change = {**SITE_VARS, **operator.vars, "superlink_training": {"num_rounds": 2}}
+    first = demo.playbook("site.yml", "-i", str(inventory), "-vvv", extra=change)
     print(first.stdout[-3000:], first.stderr[-2000:])
     assert first.returncode == 0
     assert re.search(r"changed=[1-9]", first.stdout)
+    no_secret_shown(demo, first, operator)
     superlink = role_vms(demo, "superlink")[0]
     env = in_vm(demo, superlink, "cat", "/opt/flower/config/superlink.env")
     assert env.returncode == 0 and "FL_NUM_ROUNDS=2" in env.stdout
-    second = site(demo, inventory, change)
+    served = in_vm(demo, superlink, "cat", "/opt/flower/certs/server.pem").stdout
+    assert served.strip() == operator.cert.strip()
+    published = base64.b64decode(user_template(demo, superlink)["FL_CA_CERT"]).decode()
+    assert published.strip() == operator.ca.strip()
+    demo.ca_file.write_text(operator.ca)  # flwr trusts the operator's CA from now on
+    second = demo.playbook("site.yml", "-i", str(inventory), extra=change)
     assert second.returncode == 0
     assert not re.search(r"changed=[1-9]", second.stdout), second.stdout[-3000:]
+
+
+def test_rotate_certs_shows_no_secret(demo, deployed, inventory, operator):
+    proc = demo.playbook("rotate_certs.yml", "-i", str(inventory), "-vvv",
+                         extra={**SITE_VARS, **operator.vars})  # fmt: skip
+    print(proc.stdout[-2000:], proc.stderr[-2000:])
+    assert proc.returncode == 0
+    no_secret_shown(demo, proc, operator)
+
+
+def test_onegate_shows_a_supernode_no_secret(demo, deployed, operator):
+    """All a SuperNode VM can read through OneGate, its siblings' CONTEXT included."""
+    me = role_vms(demo, "supernode")[0]
+    vms = role_vms(demo, "superlink") + role_vms(demo, "supernode")
+    answers = [onegate(demo, me, "GET", path)
+               for path in ["/vm", "/service", "/service?extended=true",
+                            *(f"/vms/{vm}" for vm in vms)]]  # fmt: skip
+    extended = json.loads(answers[2])["SERVICE"]
+    contexts = [node["vm_info"]["VM"]["TEMPLATE"]["CONTEXT"]
+                for role in extended["roles"] for node in role["nodes"]]  # fmt: skip
+    assert len(contexts) == len(vms)  # the siblings' CONTEXT is readable: the test sees it all
+    assert all("ONEAPP_FL_CONTROL_ALLOWED_CIDRS" in c for c in contexts[:1])
+    text = "\n".join(answers)
+    assert "PRIVATE KEY" not in text
+    assert not secrets_in(text, ADMIN_PASSWORD, *operator.key_body_lines())
+    for node in role_vms(demo, "supernode"):  # the public half of each node's identity
+        assert user_template(demo, node)["FL_NODE_PUBKEY"].startswith("ecdsa-sha2-nistp384 ")
+
+
+def test_a_supernode_cannot_redirect_the_federation(demo, deployed):
+    """SuperNode A rewrites the SuperLink's FL_ENDPOINT, then its FL_CA_CERT, with its own
+    token; SuperNode B booting again and deploy.yml refuse both and change nothing."""
+    superlink = role_vms(demo, "superlink")[0]
+    attacker, victim = role_vms(demo, "supernode")[:2]
+    saved = {k: user_template(demo, superlink)[k] for k in ("FL_ENDPOINT", "FL_CA_CERT")}
+    foreign_ca = base64.b64encode(pki.operator_pki(["127.0.0.1"]).ca.encode()).decode()
+    attacks = [
+        ({"FL_ENDPOINT": f"{vm_ip(demo, attacker)}:9092"}, "not an address"),
+        ({**saved, "FL_CA_CERT": foreign_ca}, "does not verify the certificate"),
+    ]
+    try:
+        for attack, refusal in attacks:
+            publish_as(demo, attacker, superlink, attack)
+            rc, log = reboot_hook(demo, victim)
+            assert rc != 0 and refusal in log, log[-3000:]
+            assert user_template(demo, victim)["FL_ERROR"]
+            proc = demo.deploy_playbook()
+            assert proc.returncode != 0 and refusal in proc.stdout, proc.stdout[-3000:]
+            assert "BEGIN CERTIFICATE" in demo.ca_file.read_text()  # still the operator's CA
+    finally:
+        publish_as(demo, superlink, superlink, saved)  # the SuperLink's own values, by itself
+    rc, log = reboot_hook(demo, victim)
+    assert rc == 0, log[-3000:]
+    assert "FL_ERROR" not in user_template(demo, victim)
 
 
 def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
@@ -204,3 +380,41 @@ def test_superlink_restart_keeps_nodes_and_history(demo, deployed):
     result = train(demo, 1, "min-nodes=3", min_accuracy=0.5)
     assert result["status"] == "finished:completed"
     assert history < run_ids(demo)
+
+
+def test_scaling_down_unregisters_the_removed_node(demo, deployed, tmp_path):
+    """The registrar unregisters the key of a VM that scaling removed: with it, a SuperNode is
+    refused from then on."""
+    before = role_vms(demo, "supernode")
+    keys = {vm: in_vm(demo, vm, "cat", "/opt/flower/keys/supernode").stdout for vm in before}
+    proc = demo.playbook(
+        "scale.yml",
+        extra={"flower_service_name": f"flower-{demo.id}", "flower_supernode_count": 2,
+               "flower_poll_interval": 1},
+    )  # fmt: skip
+    print(proc.stdout[-2000:], proc.stderr[-2000:])
+    assert proc.returncode == 0
+    (removed,) = set(before) - set(role_vms(demo, "supernode"))
+    key = tmp_path / "removed.key"
+    key.write_text(keys[removed])
+    key.chmod(0o644)  # readable by the container's uid (a copy made for this test)
+    superlink = f"{vm_ip(demo, role_vms(demo, 'superlink')[0])}:9092"
+    name = f"flower-{demo.id}-removed-node"
+    image = f"localhost/flower-supernode:{appliance_demo.VERSION}-sklearn"
+    cmd = ["docker", "run", "--rm", "--name", name, "--network", demo.network,
+           "-v", f"{key}:/app/keys/k:ro", "-v", f"{demo.ca_file}:/app/certificates/ca.crt:ro",
+           "--entrypoint", "flower-supernode", image,
+           "--root-certificates", "certificates/ca.crt", "--superlink", superlink,
+           "--auth-supernode-private-key", "keys/k", "--max-retries", "1"]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:  # until the registrar has acted (it looks every 10 s)
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+            out = run.stdout + run.stderr
+        except subprocess.TimeoutExpired:  # it connected: still registered
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+            out = ""
+        if "No SuperNode found with the given public key" in out:
+            break
+        assert time.monotonic() < deadline, f"the removed node is still accepted: {out[-2000:]}"
+        time.sleep(5)

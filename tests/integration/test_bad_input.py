@@ -117,6 +117,70 @@ CASES = {
         {"docker_source": "snap"},
         ["docker_source", "snap", "ce, distribution"],
     ),
+    "fleet-cidrs": (
+        "superlink",
+        "configure",
+        {"superlink_fleet_allowed_cidrs": ["nic_networks", "10.0.0.0/33"]},
+        ["superlink_fleet_allowed_cidrs: '10.0.0.0/33' is not a network", "nic_networks"],
+    ),
+    "control-cidrs": (
+        "superlink",
+        "configure",
+        {"superlink_control_allowed_cidrs": ["operators"]},
+        ["superlink_control_allowed_cidrs: 'operators' is not a network", "192.0.2.7"],
+    ),
+    "ssh-cidrs": (
+        "superlink",
+        "configure",
+        {"firewall_ssh_allowed_cidrs": ["anywhere"]},
+        ["firewall_ssh_allowed_cidrs: 'anywhere' is not a network", "fd00::/64"],
+    ),
+    "firewall-service-port": (
+        "firewall",
+        "configure",
+        {"firewall_services": [{"name": "web", "port": 70000, "cidrs": []}]},
+        ["firewall_services (web): port 70000 of web", "1-65535"],
+    ),
+    "node-auth-without-tls": (
+        "superlink",
+        "configure",
+        {"superlink_tls_enabled": False, "superlink_node_auth_enabled": True},
+        ["superlink_node_auth_enabled=True", "needs superlink_tls_enabled, which is False"],
+    ),
+    "node-auth-sync-interval": (
+        "superlink",
+        "configure",
+        {"superlink_node_auth_sync_interval": 0},
+        ["superlink_node_auth_sync_interval=0", "seconds > 0"],
+    ),
+    "node-auth-key": (
+        "superlink",
+        "configure",
+        {"superlink_node_auth_keys": {"edge-1": "ssh-rsa AAAAB3NzaC1yc2E= x", "../x": None}},
+        ["edge-1 (not an OpenSSH ECDSA public key)", "../x", "ecdsa-sha2-nistp256/384/521"],
+    ),
+    "memory-limit": (
+        "superlink",
+        "configure",
+        {"superlink_memory_limit": "lots"},
+        ["superlink_memory_limit='lots'", "512m or 2g"],
+    ),
+    "pids-limit": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5:9092", "supernode_pids_limit": 0},
+        ["supernode_pids_limit=0", "a number of tasks > 0"],
+    ),
+    "supernode-node-auth-without-tls": (
+        "supernode",
+        "configure",
+        {
+            "supernode_superlink_address": "10.0.0.5:9092",
+            "supernode_tls_enabled": False,
+            "supernode_node_auth_enabled": True,
+        },
+        ["supernode_node_auth_enabled=True", "needs supernode_tls_enabled, which is False"],
+    ),
 }
 
 

@@ -1,10 +1,19 @@
 """The baked appliance: the boot hook configures the SuperLink from the VM context, and a bad
 context is refused before anything changes."""
 
+import base64
+import importlib.util
 import json
 import os
+from pathlib import Path
 
 import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "pki", Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "tests" / "pki.py"
+)
+pki = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pki)
 
 FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
 ONE_ENV = "/run/one-context/one_env"
@@ -82,6 +91,40 @@ def test_bad_context_is_refused_before_anything_changes(host, booted):
     assert host.file("/opt/flower/config/superlink.env").content_string == before
     write_context(host, GOOD)  # leave the VM booted as it was
     assert boot(host).rc == 0
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_standalone_operator_certificates_never_logged(host, booted):
+    """A standalone VM (no OneFlow service, so no sibling reads its CONTEXT) may take the
+    operator's key from its context: it is served, and no log shows it, even at -vvv."""
+    address = host.interface("eth0").addresses[0]
+    pem = pki.operator_pki([address, "127.0.0.1", "flower.example.test"])
+    key_text = b64(pem.key)
+    write_context(host, {
+        **GOOD,
+        "ONEAPP_FL_SSL_CA_CERTFILE": b64(pem.ca),
+        "ONEAPP_FL_SSL_CERTFILE": b64(pem.cert),
+        "ONEAPP_FL_SSL_KEYFILE": key_text,
+    })  # fmt: skip
+    verbose = host.run("/usr/local/sbin/flower-appliance-boot -vvv")
+    assert verbose.rc == 0, verbose.stdout[-3000:]
+    assert boot(host).rc == 0
+    assert host.file("/opt/flower/certs/server.pem").content_string.strip() == pem.cert.strip()
+    key = host.file("/opt/flower/certs/server.key")
+    assert (key.mode, key.uid) == (0o600, 49999)
+    logs = "\n".join([
+        verbose.stdout, verbose.stderr,
+        host.check_output("journalctl -u flower-appliance --no-pager"),
+        host.run("cat /var/log/flower-appliance.log").stdout,
+    ])  # fmt: skip
+    for secret in [key_text, *pem.key_body_lines()]:
+        assert secret not in logs
+    write_context(host, GOOD)  # back to a CA of its own, and a certificate it signed
+    assert boot(host).rc == 0
+    host.run_expect([0], "openssl verify -CAfile /opt/flower/certs/ca.crt /opt/flower/certs/server.pem")
 
 
 def test_cleanup_leaves_a_reusable_image(host):

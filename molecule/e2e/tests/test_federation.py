@@ -1,8 +1,10 @@
 """End to end: the demo trains on the federation site.yml deployed, driven from the controller.
 
-The tests run in file order: TLS is in use (a plain-text client is refused); train over TLS;
-then reconfigure the running federation with site.yml (the SuperLink restarts with process
-isolation) and train again on the same SuperNodes.
+The tests run in file order: TLS is in use (a plain-text client is refused); the firewall lets
+the SuperNodes reach the Fleet API only, and the controller the Control API; a SuperNode whose
+key site.yml did not register is refused; train over TLS; then reconfigure the running
+federation with site.yml (the SuperLink restarts with process isolation) and train again on the
+same SuperNodes.
 """
 
 import json
@@ -87,6 +89,52 @@ def test_plain_text_client_is_refused(host):
     assert proc.returncode != 0, "the SuperLink answered a plain-text client"
     args = host.check_output("docker inspect -f '{{json .Args}}' flower-superlink")
     assert "--ssl-certfile" in args
+
+
+def in_vm(name, *command, timeout=120):
+    """A command in one of the scenario's VMs (a container of the outer engine)."""
+    vm = f"flower-e2e-{name}-{os.environ.get('FLOWER_TEST_ID', 'dev')}"
+    return subprocess.run(["docker", "exec", vm, *command], capture_output=True, text=True,
+                          timeout=timeout, check=False)  # fmt: skip
+
+
+def test_firewall_fleet_for_supernodes_control_for_the_controller(host):
+    superlink = vm_address(host)
+    probe = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)"
+    reach = {port: in_vm("supernode-1", "python3", "-c", probe, superlink, port).returncode
+             for port in ("9092", "9093", "9091")}  # fmt: skip
+    assert reach == {"9092": 0, "9093": 1, "9091": 1}, reach
+    assert "tcp dport 9093 ip saddr @control_ipv4 accept" in host.check_output(
+        "nft list table inet opennebula_flower"
+    )
+
+
+# A SuperNode with a key of its own that nobody registered, next to the real one on its VM.
+ROGUE = """
+import subprocess, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP384R1()).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+open("/tmp/rogue", "wb").write(key)
+sys.exit(subprocess.run(["flower-supernode", "--root-certificates", "certificates/ca.crt",
+    "--superlink", sys.argv[1], "--auth-supernode-private-key", "/tmp/rogue",
+    "--clientappio-api-address", "127.0.0.1:9099", "--max-retries", "2"]).returncode)
+"""
+
+
+def test_unregistered_supernode_is_refused(host):
+    image = json.loads(host.check_output("docker inspect flower-superlink"))[0]["Config"]["Image"]
+    image = image.replace("superlink", "supernode")
+    proc = in_vm(
+        "supernode-1", "docker", "run", "--rm", "--entrypoint", "python3",
+        "-v", "/opt/flower/certs:/app/certificates:ro", image,
+        "-c", ROGUE, f"{vm_address(host)}:9092", timeout=180,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "No SuperNode found with the given public key" in out, out
+    assert "Receiving" not in out
 
 
 def test_both_supernodes_activated(host):

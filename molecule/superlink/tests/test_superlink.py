@@ -1,6 +1,7 @@
 """The superlink role: a SuperLink container under systemd, state on disk, 9091 kept inside."""
 
 import json
+import re
 import time
 
 import pytest
@@ -76,3 +77,65 @@ def test_state_survives_restart(host):
     wait_for_fleet(host)
     assert host.check_output("stat -c %W /opt/flower/state/state.db") == created
     assert host.service("flower-superlink").is_running
+
+
+# ---------------------------------------------------------------------------- least privilege
+@pytest.mark.parametrize("name", ["flower-superlink", "flower-node-registrar"])
+def test_containers_have_least_privilege(host, name):
+    config = json.loads(host.check_output(f"docker inspect {name}"))[0]
+    hc = config["HostConfig"]
+    assert config["Config"]["User"] == "49999:49999"
+    assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"]
+    assert "no-new-privileges" in hc["SecurityOpt"]
+    assert hc["ReadonlyRootfs"] is True
+    assert set(hc["Tmpfs"]) >= {"/tmp", "/app/.flwr"}
+    assert hc["PidsLimit"] > 0
+    assert hc["Memory"] > 0
+    status = host.check_output(f"docker exec {name} cat /proc/1/status")
+    assert "CapEff:\t0000000000000000" in status
+    assert "NoNewPrivs:\t1" in status
+
+
+def test_limits_as_configured(container):
+    assert container["HostConfig"]["Memory"] == 1024**3  # superlink_memory_limit: 1g
+    assert container["HostConfig"]["PidsLimit"] == 1024
+
+
+# ------------------------------------------------------------------------ node authentication
+def test_supernode_authentication_on(container):
+    assert "--enable-supernode-auth" in container["Args"]
+
+
+# The registrar's own CLI wrapper asks the SuperLink which node ids it has.
+LIVE_NODES = (
+    "docker exec flower-node-registrar python3 -c 'import json, pathlib, sys, tempfile; "
+    'sys.path.insert(0, "/app/registrar"); import node_registrar as r; '
+    'c = json.load(open("/app/registrar/config.json")); '
+    "print(json.dumps(sorted(r.FlwrCli(c, pathlib.Path(tempfile.mkdtemp())).live_node_ids())))'"
+)
+
+
+def test_registrar_registers_the_given_key(host):
+    key = host.file("/opt/flower/node-keys/edge-1.pub")
+    assert key.content_string.startswith("ecdsa-sha2-nistp384 ")
+    state_file = host.file("/opt/flower/state/node-registrar.json")
+    deadline = time.monotonic() + 60
+    while not (state_file.exists and "file:edge-1" in state_file.content_string):
+        if time.monotonic() > deadline:
+            pytest.fail(host.run("docker logs flower-node-registrar").stdout)
+        time.sleep(2)
+    (node,) = json.loads(state_file.content_string)["nodes"].values()
+    assert node["sources"] == ["file:edge-1"] and node["node_id"].isdigit()
+    assert json.loads(host.check_output(LIVE_NODES)) == [node["node_id"]]
+
+
+# ---------------------------------------------------------------------------------- firewall
+def test_firewall_rules_match_the_published_ports(host, container):
+    table = host.check_output("nft list table inet opennebula_flower")
+    published = {int(p.split("/")[0]) for p in container["HostConfig"]["PortBindings"]}
+    allowed = {int(port) for port in re.findall(r"tcp dport (\d+) ", table)} - {22}
+    assert published == {9092, 9093}
+    # Fleet: the VM's networks; Control: loopback only by default (no sources, no rule).
+    assert allowed == {9092}
+    assert "tcp dport 9092 ip saddr @fleet_ipv4 accept" in table
+    assert "control_ipv4" not in table and "control_ipv6" not in table
