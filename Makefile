@@ -13,7 +13,7 @@ FLOWER_VERSION ?= 1.25.0
 ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
 endif
-SCENARIOS ?= docker tls superlink supernode appliance e2e
+SCENARIOS ?= docker tls firewall superlink supernode appliance e2e
 export FLOWER_VERSION FLOWER_TEST_ID
 
 VENV := .venv

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import socket
+import ssl
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,17 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import pki
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"
 TEMPLATES = {
     "7.0": ROOT / "oneflow" / "flower-service.yaml",
     "6.10": ROOT / "oneflow" / "flower-service-6.10.yaml",
 }
-PEM = (
-    "-----BEGIN CERTIFICATE-----\n"
-    + "\n".join(["MIIBszCCAVmgAwIBAgIUQ2Zvb2Jhcg" + "A" * 34] * 3)
-    + "\n-----END CERTIFICATE-----\n"
-)
 QCOW2 = b"QFI\xfb" + b"\0" * 20 + (10 * 2**30).to_bytes(8, "big") + b"\0" * 64
 REGISTRATION = (
     "Register the appliance images (idempotent by name)",
@@ -35,10 +35,61 @@ REGISTRATION = (
 )
 
 
-def guests(emu: Any, helpers: Any, tls: bool = True) -> Any:
+def loopback_network(emu: Any) -> int:
+    """A virtual network whose addresses are this host's loopback ones: the test can serve the
+    SuperLink's TLS at its VM's address, and nothing else answers there."""
+    return emu.add_network(
+        "loopback", ar_start="127.77.0.10", network_address="127.77.0.0",
+        gateway="127.77.0.1", dns="127.77.0.1",
+    ).id  # fmt: skip
+
+
+class ControlApi:
+    """The TLS handshake of a SuperLink's Control API at its VM's address, with a certificate
+    from a CA of its own (``pem``): what deploy.yml checks the published FL_CA_CERT against."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.pem: Any = None
+        self.listener: socket.socket | None = None
+
+    def serve(self, address: str) -> str:
+        self.pem = pki.operator_pki([address])
+        (self.folder / "server.pem").write_text(self.pem.cert)
+        (self.folder / "server.key").write_text(self.pem.key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.folder / "server.pem", self.folder / "server.key")
+        listener = self.listener = socket.create_server((address, 9093))
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:  # closed
+                    return
+                try:
+                    context.wrap_socket(conn, server_side=True).close()
+                except (OSError, ssl.SSLError):
+                    conn.close()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return base64.b64encode(self.pem.ca.encode()).decode()
+
+
+@pytest.fixture
+def control_api(tmp_path: Path) -> Any:
+    api = ControlApi(tmp_path)
+    yield api
+    if api.listener is not None:
+        api.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() that holds the address
+        api.listener.close()
+
+
+def guests(emu: Any, helpers: Any, tls: ControlApi | None = None) -> Any:
     """Every VM of a service that reaches RUNNING publishes what the appliances publish: the
-    SuperLink READY, FL_READY, FL_ENDPOINT, FL_TLS, FL_VERSION (and FL_CA_CERT, base64 PEM);
-    a SuperNode READY and FL_NODE_READY. Through OneGate, with the VM's token."""
+    SuperLink READY, FL_READY, FL_ENDPOINT, FL_TLS, FL_VERSION (and with ``tls`` FL_CA_CERT,
+    base64 PEM, served there); a SuperNode READY and FL_NODE_READY. Through OneGate, with the
+    VM's token."""
 
     def play(stop: Any) -> dict[int, str]:
         done: dict[int, str] = {}
@@ -61,7 +112,7 @@ def guests(emu: Any, helpers: Any, tls: bool = True) -> Any:
                         FL_READY="YES",
                     )
                     if tls:
-                        attrs["FL_CA_CERT"] = base64.b64encode(PEM.encode()).decode()
+                        attrs["FL_CA_CERT"] = tls.serve(helpers.vm_ip(emu, vm_id))
                 else:
                     attrs["FL_NODE_READY"] = "YES"
                 assert helpers.onegate_put(emu, vm_id, attrs) == 200
@@ -72,13 +123,13 @@ def guests(emu: Any, helpers: Any, tls: bool = True) -> Any:
     return helpers.Background(play)
 
 
-def deploy_vars(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+def deploy_vars(tmp_path: Path, network: int = 0, **extra: Any) -> dict[str, Any]:
     for name in ("superlink.qcow2", "supernode.qcow2"):
         (tmp_path / name).write_bytes(QCOW2)
     return {
         "flower_superlink_image_path": str(tmp_path / "superlink.qcow2"),
         "flower_supernode_image_path": str(tmp_path / "supernode.qcow2"),
-        "flower_network_id": 0,
+        "flower_network_id": network,
         "flower_service_name": "fl-test",
         "flower_ca_file": str(tmp_path / "out" / "ca.crt"),
         "flower_federation_file": str(tmp_path / "out" / "federation.toml"),
@@ -130,13 +181,16 @@ def test_tool_check_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_deploy_scale_destroy(make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path):
+def test_deploy_scale_destroy(
+    make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path, control_api: ControlApi
+):
     """deploy (images, VM templates, service template, service, FL_READY, CA file, federation
     block), deploy again (nothing changes), scale to 3, destroy with templates and images."""
     emu = make_emulator()
     ansible = ansible_for(emu)
-    variables = deploy_vars(tmp_path)
-    players = guests(emu, helpers)
+    network = loopback_network(emu)
+    variables = deploy_vars(tmp_path, network)
+    players = guests(emu, helpers, control_api)
     deploy = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
     assert deploy.rc == 0, deploy.output
 
@@ -156,7 +210,7 @@ def test_deploy_scale_destroy(make_emulator: Any, ansible_for: Any, helpers: Any
         "$ONEAPP_FL_NODE_CONFIG"
     )
     assert superlink_tmpl["DISK"] == {"IMAGE": "Flower SuperLink v1.25.0"}
-    assert superlink_tmpl["NIC"] == {"NETWORK_ID": "0"}
+    assert superlink_tmpl["NIC"] == {"NETWORK_ID": str(network)}
     assert (superlink_tmpl["CPU"], superlink_tmpl["MEMORY"]) == ("2", "4096")
 
     # -- the service, its VMs and what they carry
@@ -177,7 +231,7 @@ def test_deploy_scale_destroy(make_emulator: Any, ansible_for: Any, helpers: Any
     # -- printed endpoint, CA file, federation block
     ip = helpers.vm_ip(emu, vms["superlink"][0])
     ca_file = Path(variables["flower_ca_file"])
-    assert ca_file.read_text() == PEM
+    assert ca_file.read_text() == control_api.pem.ca  # checked against what it serves
     block = (
         "[tool.flwr.federations.opennebula]\n"
         f'address = "{ip}:9093"\n'
@@ -249,7 +303,7 @@ def test_deploy_without_tls(
     emu = make_emulator()
     ansible = ansible_for(emu)
     variables = deploy_vars(tmp_path)
-    players = guests(emu, helpers, tls=False)
+    players = guests(emu, helpers)
     run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
     players.join()
     assert run.rc == 0, run.output
@@ -261,12 +315,16 @@ def test_deploy_without_tls(
     assert not Path(variables["flower_ca_file"]).exists()
 
 
-def test_deploy_on_610(make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path):
+def test_deploy_on_610(
+    make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path, control_api: ControlApi
+):
     """OneFlow 6.10 with the 6.10 file: custom_attrs reach the VMs through vm_template_contents."""
     emu = make_emulator(version="6.10")
     ansible = ansible_for(emu)
-    variables = deploy_vars(tmp_path, flower_oneflow_schema="6.10", flower_wait_timeout=60)
-    players = guests(emu, helpers)
+    variables = deploy_vars(
+        tmp_path, loopback_network(emu), flower_oneflow_schema="6.10", flower_wait_timeout=60
+    )
+    players = guests(emu, helpers, control_api)
     run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
     players.join()
     assert run.rc == 0, run.output

@@ -124,7 +124,8 @@ def test_standalone_operator_certificates_never_logged(host, booted):
         assert secret not in logs
     write_context(host, GOOD)  # back to a CA of its own, and a certificate it signed
     assert boot(host).rc == 0
-    host.run_expect([0], "openssl verify -CAfile /opt/flower/certs/ca.crt /opt/flower/certs/server.pem")
+    certs = "/opt/flower/certs"
+    host.run_expect([0], f"openssl verify -CAfile {certs}/ca.crt {certs}/server.pem")
 
 
 def test_cleanup_leaves_a_reusable_image(host):

@@ -3,6 +3,7 @@ from both, anything else from neither; the ruleset is loaded by its own unit at 
 
 import pytest
 
+
 @pytest.fixture(scope="module")
 def target(host):
     """The target's container name, which Docker's DNS resolves on the scenario's network."""

@@ -65,7 +65,8 @@ def test_node_key_pair_made_here_for_the_flower_user_alone(host, container):
     public = host.file("/opt/flower/keys/supernode.pub").content_string
     assert public.startswith("ecdsa-sha2-nistp384 ")
     mounts = {m["Destination"]: m for m in container["Mounts"]}
-    assert mounts["/app/keys"]["Source"] == "/opt/flower/keys" and mounts["/app/keys"]["RW"] is False
+    assert mounts["/app/keys"]["Source"] == "/opt/flower/keys"
+    assert mounts["/app/keys"]["RW"] is False
 
 
 def test_least_privilege(host, container):
@@ -73,7 +74,7 @@ def test_least_privilege(host, container):
     assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"]
     assert "no-new-privileges" in hc["SecurityOpt"]
     assert hc["ReadonlyRootfs"] is True
-    assert set(hc["Tmpfs"]) == {"/tmp", "/app/.flwr", "/app/.cache"}
+    assert set(hc["Tmpfs"]) == {"/tmp", "/app/.flwr", "/app/.cache"}  # noqa: S108
     assert hc["Memory"] == 768 * 1024**2 and hc["PidsLimit"] == 4096
     status = host.check_output("docker exec flower-supernode cat /proc/1/status")
     assert "CapEff:\t0000000000000000" in status and "NoNewPrivs:\t1" in status

@@ -147,11 +147,16 @@ def test_defaults_are_valid(role):
     assert values["ONEAPP_FL_TLS_ENABLED"] is True
 
 
+# Roles a superlink or supernode configure includes: their variables may be context targets.
+INCLUDED_ROLES = ("tls", "firewall")
+
+
 def test_maps_to_names_role_variables_of_the_roles():
     for var in SPEC:
         for role, target in (var.get("maps_to") or {}).items():
-            if target.startswith("tls_"):
-                defaults = ROOT / "roles" / "tls" / "defaults" / "main.yml"
+            included = [r for r in INCLUDED_ROLES if target.startswith(f"{r}_")]
+            if included:
+                defaults = ROOT / "roles" / included[0] / "defaults" / "main.yml"
             else:
                 assert target.startswith(f"{role}_"), (var["name"], target)
                 defaults = ROOT / "roles" / role / "defaults" / "main.yml"
@@ -308,6 +313,7 @@ def test_to_role_vars_superlink():
         "tls_provided_key": OPERATOR_CERTS["ONEAPP_FL_SSL_KEYFILE"],
         "tls_side": "server",
         "tls_ca_mode": "provided",
+        "firewall_enabled": True,
     }
 
 
@@ -331,6 +337,7 @@ def test_to_role_vars_supernode():
         "supernode_max_wait_time": 60,
         "supernode_node_config": {"partition-id": 1, "num-partitions": 2},
         "supernode_framework": "pytorch",
+        "firewall_enabled": True,
     }
 
 
@@ -338,7 +345,15 @@ def test_to_role_vars_supernode():
 @pytest.mark.parametrize("schema", ["7.0", "6.10"])
 def test_user_inputs_format(schema):
     inputs = user_inputs(SPEC, "superlink", schema)
-    assert set(inputs) == {v["name"] for v in SPEC if "superlink" in v["roles"]}
+    assert set(inputs) == {
+        v["name"] for v in SPEC if "superlink" in v.get("oneflow_roles", v["roles"])
+    }
+    # Every VM of a service reads its siblings' CONTEXT: no key, no certificate without its key.
+    assert {
+        "ONEAPP_FL_SSL_KEYFILE",
+        "ONEAPP_FL_SSL_CERTFILE",
+        "ONEAPP_FL_SSL_CA_CERTFILE",
+    }.isdisjoint(inputs)
     assert inputs["ONEAPP_FL_STRATEGY"] == (
         "O|list|Aggregation strategy.|FedAvg,FedProx,FedAdam,Krum,Bulyan,FedTrimmedAvg|FedAvg"
     )
@@ -350,7 +365,6 @@ def test_user_inputs_format(schema):
     )
     assert inputs["ONEAPP_FL_TLS_ENABLED"].endswith("| |YES")
     assert inputs["ONEAPP_FLOWER_VERSION"].startswith("O|text|Flower version")
-    assert inputs["ONEAPP_FL_SSL_KEYFILE"].split("|")[1] == "text64"
     assert inputs["ONEAPP_FL_TRIM_RATIO"].split("|")[1:4:2] == ["range-float", "0.0..0.49"]
     assert inputs["ONEAPP_FL_FEDPROX_MU"].split("|")[1] == "number-float"
     for text in inputs.values():
@@ -360,11 +374,13 @@ def test_user_inputs_format(schema):
     assert list(section) == [USER_INPUTS_FIELD[schema]]
     assert "ONEAPP_FL_SUPERLINK_ADDRESS" in section[USER_INPUTS_FIELD[schema]]
     assert "ONEAPP_FL_NUM_ROUNDS" not in section[USER_INPUTS_FIELD[schema]]
+    assert section[USER_INPUTS_FIELD[schema]]["ONEAPP_FL_SSL_CA_CERTFILE"].split("|")[1] == "text64"
 
 
 def test_user_input_mandatory_and_all_roles():
     assert user_input({**BY_NAME["ONEAPP_FL_NUM_ROUNDS"], "mandatory": True}).startswith("M|")
-    assert len(user_inputs(SPEC)) == len(SPEC)
+    assert len(user_inputs(SPEC)) == len([v for v in SPEC if v.get("oneflow_roles", v["roles"])])
+    assert not any(BY_NAME[name].get("secret") for name in user_inputs(SPEC))
     with pytest.raises(ValueError, match="schema"):
         user_inputs(SPEC, schema="5.12")
 
