@@ -419,6 +419,25 @@ def resolve_user_inputs(declared, given, where="service"):
     return values, missing
 
 
+def password_values(template_body, user_inputs=None, role_user_inputs=None):
+    """The values given for the template's ``password`` user inputs (service or role level):
+    they must never reach a log."""
+    body = to_v7(template_body)
+    levels = [(body.get("user_inputs"), user_inputs)] + [
+        (role.get("user_inputs"), (role_user_inputs or {}).get(role.get("name")))
+        for role in body.get("roles") or []
+    ]
+    return [
+        one_value(given[key])
+        for declared, given in levels
+        for key, spec in (declared or {}).items()
+        if given
+        and key in given
+        and parse_user_input_spec(spec)["type"] == "password"
+        and one_value(given[key]) != ""
+    ]
+
+
 # ============================================================================== cardinalities
 def role_bounds(role):
     low = to_int(role.get("min_vms"))

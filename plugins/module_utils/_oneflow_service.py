@@ -51,6 +51,7 @@ from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import 
     document_body,
     find_by_name,
     named,
+    password_values,
     send_once,
     service_errors,
     service_node_ids,
@@ -99,6 +100,7 @@ class ServiceRunner:
         sleep=time.sleep,
         clock=time.monotonic,
         warn=None,
+        secret=None,
     ):
         self.flow = flow
         self.params = params
@@ -107,6 +109,7 @@ class ServiceRunner:
         self.sleep = sleep
         self.clock = clock
         self.warn = warn or (lambda message: None)
+        self.secret = secret or (lambda value: None)  # a value never to be shown
         self.actions = []
         self.changed = False
         self.wrote = False  # a write request (instantiate, scale, recover, delete) succeeded
@@ -329,6 +332,9 @@ class ServiceRunner:
     def instantiate(self):
         template = self.resolve_template()
         body = document_body(template)
+        given = (self.params.get("user_inputs"), self.params.get("role_user_inputs"))
+        for value in password_values(body, *given):
+            self.secret(value)
         merge, _ = build_instantiate_merge(
             body,
             name=self.params.get("name"),

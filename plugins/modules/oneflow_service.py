@@ -84,6 +84,9 @@ options:
       - Every input the template declares gets a value, the one given here, else the default in its
         spec (C(M|type|description|params|default)), else an empty string for optional inputs. A
         mandatory input without a value fails before anything is sent. Booleans become C(YES)/C(NO).
+      - Values of C(password) inputs are kept out of the task's output and logs (as C(no_log)
+        options are). Any VM of the service can read them in its siblings' CONTEXT through
+        OneGate, though - never pass a secret as a user input.
     type: dict
     default: {}
     aliases: [custom_attrs]
@@ -448,6 +451,7 @@ def main():
             check_mode=module.check_mode,
             oned=oned_for(module, needs_oned),
             warn=module.warn,
+            secret=module.no_log_values.add,
         )
         result = runner.run()
     except ServiceFailure as exc:

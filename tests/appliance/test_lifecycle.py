@@ -346,6 +346,20 @@ def test_a_supernode_cannot_redirect_the_federation(demo, deployed):
     assert "FL_ERROR" not in user_template(demo, victim)
 
 
+def test_boot_shows_no_secret(demo, deployed, operator):
+    """boot.yml at -vvv on a SuperNode, and every VM's boot log and journal: no OneGate token,
+    no password, no key."""
+    node = role_vms(demo, "supernode")[0]
+    boot = in_vm(demo, node, "/usr/local/sbin/flower-appliance-boot", "-vvv", timeout=600)
+    assert boot.returncode == 0, boot.stdout[-3000:]
+    texts = [boot.stdout, boot.stderr]
+    for vm in role_vms(demo, "superlink") + role_vms(demo, "supernode"):
+        texts.append(in_vm(demo, vm, "journalctl", "-u", "flower-appliance", "--no-pager").stdout)
+        texts.append(in_vm(demo, vm, "cat", "/var/log/flower-appliance.log").stdout)
+    found = secrets_in("\n".join(texts), ADMIN_PASSWORD, *tokens(demo), *operator.key_body_lines())
+    assert not found, f"secrets in the boot output and logs: {found}"
+
+
 def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
     before = role_vms(demo, "supernode")
     proc = demo.playbook(
