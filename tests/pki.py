@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -16,11 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-@dataclass
 class Pem:
-    ca: str
-    cert: str
-    key: str
+    """PEM texts of a CA certificate, a server certificate and its key (loaded by path in
+    several test suites, hence a plain class)."""
+
+    def __init__(self, ca: str, cert: str, key: str) -> None:
+        self.ca, self.cert, self.key = ca, cert, key
 
     def key_body_lines(self) -> list[str]:
         """The base64 lines of the private key: none of them may ever show up in a log."""

@@ -99,9 +99,9 @@ def run_ids(demo):
 FLOWER_PULL_RACE = "Both bytes_sent and bytes_recv cannot be zero"
 
 
-def in_vm(demo, vm_id, *command):
+def in_vm(demo, vm_id, *command, timeout=120):
     return subprocess.run(["docker", "exec", demo.container(vm_id), *command],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
 def flower_logs(demo, vm_id, container, since):
@@ -222,10 +222,6 @@ def test_demo_trains_over_tls(demo, deployed):
     assert result["rounds"][-1]["accuracy"] > 0.85
 
 
-def site(demo, inventory, extra):
-    return demo.playbook("site.yml", "-i", str(inventory), extra={**SITE_VARS, **extra})
-
-
 @pytest.fixture(scope="module")
 def inventory(demo, tmp_path_factory):
     path = tmp_path_factory.mktemp("inventory") / "flower.oneflow.yml"
@@ -257,6 +253,13 @@ def operator(demo, deployed, tmp_path_factory):
     return pem
 
 
+def site_vars(demo, operator):
+    """What site.yml and rotate_certs.yml are told: the images the VMs were baked with, the
+    operator's certificates, and this host as the Control API's source (they read no VM context:
+    what only the context said falls back to the role defaults, loopback only for Control)."""
+    return {**SITE_VARS, **operator.vars, "superlink_control_allowed_cidrs": [demo.gateway()]}
+
+
 def tokens(demo):
     """Every VM's OneGate token: no playbook output may show one."""
     vms = role_vms(demo, "superlink") + role_vms(demo, "supernode")
@@ -273,7 +276,7 @@ def test_site_yml_installs_the_operator_certificates(demo, deployed, inventory, 
     """site.yml through the oneflow inventory, at -vvv: a training setting and the operator's
     certificates (the key from a file on the controller, never through OpenNebula); the
     SuperNodes trust the new CA; a second run changes nothing."""
-    change = {**SITE_VARS, **operator.vars, "superlink_training": {"num_rounds": 2}}
+    change = {**site_vars(demo, operator), "superlink_training": {"num_rounds": 2}}
     first = demo.playbook("site.yml", "-i", str(inventory), "-vvv", extra=change)
     print(first.stdout[-3000:], first.stderr[-2000:])
     assert first.returncode == 0
@@ -294,7 +297,7 @@ def test_site_yml_installs_the_operator_certificates(demo, deployed, inventory, 
 
 def test_rotate_certs_shows_no_secret(demo, deployed, inventory, operator):
     proc = demo.playbook("rotate_certs.yml", "-i", str(inventory), "-vvv",
-                         extra={**SITE_VARS, **operator.vars})  # fmt: skip
+                         extra=site_vars(demo, operator))  # fmt: skip
     print(proc.stdout[-2000:], proc.stderr[-2000:])
     assert proc.returncode == 0
     no_secret_shown(demo, proc, operator)
@@ -360,15 +363,19 @@ def test_boot_shows_no_secret(demo, deployed, operator):
     assert not found, f"secrets in the boot output and logs: {found}"
 
 
-def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
-    before = role_vms(demo, "supernode")
+def scale(demo, count):
     proc = demo.playbook(
         "scale.yml",
-        extra={"flower_service_name": f"flower-{demo.id}", "flower_supernode_count": 3,
+        extra={"flower_service_name": f"flower-{demo.id}", "flower_supernode_count": count,
                "flower_poll_interval": 1},
     )  # fmt: skip
     print(proc.stdout[-2000:], proc.stderr[-2000:])
     assert proc.returncode == 0
+
+
+def test_scaling_adds_a_node_that_joins_the_next_run(demo, deployed):
+    before = role_vms(demo, "supernode")
+    scale(demo, 3)
     after = role_vms(demo, "supernode")
     assert len(after) == 3 and set(before) < set(after)
     # The run waits for 3 nodes: it finishes only if the new one joined.
@@ -401,13 +408,7 @@ def test_scaling_down_unregisters_the_removed_node(demo, deployed, tmp_path):
     refused from then on."""
     before = role_vms(demo, "supernode")
     keys = {vm: in_vm(demo, vm, "cat", "/opt/flower/keys/supernode").stdout for vm in before}
-    proc = demo.playbook(
-        "scale.yml",
-        extra={"flower_service_name": f"flower-{demo.id}", "flower_supernode_count": 2,
-               "flower_poll_interval": 1},
-    )  # fmt: skip
-    print(proc.stdout[-2000:], proc.stderr[-2000:])
-    assert proc.returncode == 0
+    scale(demo, 2)
     (removed,) = set(before) - set(role_vms(demo, "supernode"))
     key = tmp_path / "removed.key"
     key.write_text(keys[removed])
