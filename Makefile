@@ -8,7 +8,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-FLOWER_VERSION ?= 1.25.0
+# The default Flower release, and the oldest one supported (the seeds'); `make test` runs the
+# end-to-end scenario on both.
+FLOWER_VERSION ?= 1.42.0
+FLOWER_OLDEST := 1.25.0
 # Names of containers and networks carry this id so runs on a shared engine do not collide.
 ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
@@ -25,11 +28,11 @@ MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(
 	molecule $(2) -s $(1)
 DEMO_ID := demo
 
-.PHONY: help bootstrap images images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test demo demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test e2e-oldest demo demo-down bench bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
-	@echo "Other targets: bootstrap images appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest bake docs build"
+	@echo "Other targets: bootstrap images appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -68,7 +71,11 @@ molecule: images
 lifecycle: appliance-images
 	$(ACTIVATE) python -m pytest -q -s tests/appliance
 
-test: lint unit molecule lifecycle
+# The end-to-end scenario on the oldest supported Flower release.
+e2e-oldest: bootstrap
+	$(MAKE) --no-print-directory FLOWER_VERSION=$(FLOWER_OLDEST) SCENARIOS=e2e molecule
+
+test: lint unit molecule e2e-oldest lifecycle
 
 # The pytorch and tensorflow variants (not in CI: PyPI's torch is a CUDA build of several GB).
 images-frameworks: images

@@ -45,7 +45,7 @@ APP_DIR = ROOT / "demo" / "sklearn"
 RUN_CHECK = ROOT / "scripts" / "flwr_run_check.py"
 RESULTS_DIR = ROOT / "bench" / "results"
 VENV_BIN = ROOT / ".venv" / "bin"
-FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 DEFAULT_FLWR_PYTHON = ROOT / f".venv-flwr-{FLOWER_VERSION}" / "bin" / "python"
 
 CONTROL_PORT_IN_VM = 9093  # the SuperLink role's Control API port

@@ -79,7 +79,7 @@ class ContainerOptions:
     """How VMs become containers.
 
     ``appliances``: DISK IMAGE name → Docker image (``{"flower-superlink":
-    "local/flower-appliance-superlink:1.25.0"}``). ``templates``: VM template name → Docker image,
+    "local/flower-appliance-superlink:1.42.0"}``). ``templates``: VM template name → Docker image,
     for VMs without a mapped disk. ``attribute``: a USER_TEMPLATE/TEMPLATE attribute naming an
     appliance (looked up in ``appliances``) or a Docker image. ``default_image``: for every other
     VM; without one such VMs boot as plain emulated VMs.

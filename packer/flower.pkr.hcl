@@ -58,7 +58,7 @@ variable "memory" {
 
 variable "flower_version" {
   type        = string
-  default     = "1.25.0"
+  default     = "1.42.0"
   description = "Flower release of the images (the archive must hold <component>:<version>-sklearn)."
 }
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
-VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 FLWR_PYTHON = ROOT / f".venv-flwr-{VERSION}" / "bin" / "python"
 APP = ROOT / "demo" / "sklearn"
 ADMIN = ("oneadmin", "password")

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-FLOWER_VERSION=${FLOWER_VERSION:-1.25.0}
+FLOWER_VERSION=${FLOWER_VERSION:-1.42.0}
+# The oldest Flower release the collection supports (the seeds' version); tested beside the default.
+FLOWER_OLDEST=1.25.0
 ANSIBLE_BUNDLE_VERSION=${ANSIBLE_BUNDLE_VERSION:-12.3.0}
 COLLECTIONS=(community/docker community/crypto community/general ansible/posix)
 APT_PACKAGES=(docker.io debootstrap rsync iproute2 python3-venv)
@@ -77,7 +79,9 @@ start_docker
 make_venv .venv "$(sha256sum requirements-dev.txt | cut -c1-16)" -r requirements-dev.txt
 # The Flower CLI (and the demo's dependencies) apart from the toolchain: flwr pins
 # cryptography<45, ansible-lint needs >=46. One per Flower version, for `make e2e-latest`.
-make_venv ".venv-flwr-$FLOWER_VERSION" "flwr==$FLOWER_VERSION" "flwr==$FLOWER_VERSION" scikit-learn pytest
+for v in $(printf '%s\n' "$FLOWER_VERSION" "$FLOWER_OLDEST" | sort -u); do
+  make_venv ".venv-flwr-$v" "flwr==$v" "flwr==$v" scikit-learn pytest
+done
 # The oldest ansible-core that meta/runtime.yml's requires_ansible allows: the tests that must
 # hold on every supported release run their playbooks with it too (see tests/integration).
 ANSIBLE_OLDEST=(ansible-core==2.17.14 pyone==7.0.2)

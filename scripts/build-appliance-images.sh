@@ -10,7 +10,7 @@
 # the Flower image from the archive at boot, mounted at the same path by the container backend.
 #
 # Usage: scripts/build-appliance-images.sh [superlink] [supernode]     (default: both)
-# Env:   FLOWER_VERSION (1.25.0), REBUILD=1 (ignore the cache), FLOWER_TEST_ID (names),
+# Env:   FLOWER_VERSION (1.42.0), REBUILD=1 (ignore the cache), FLOWER_TEST_ID (names),
 #        APPLIANCE_BASE_IMAGE (local/debian-systemd-dind:bookworm),
 #        APPLIANCE_DOCKER_SOURCE (distribution: Docker's own repository is not reachable here)
 # Cache: an image is kept when its label org.opennebula.flower.appliance.inputs equals the
@@ -20,7 +20,7 @@ set -euo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/.."
 ROOT=$PWD
-FLOWER_VERSION=${FLOWER_VERSION:-1.25.0}
+FLOWER_VERSION=${FLOWER_VERSION:-1.42.0}
 BASE_IMAGE=${APPLIANCE_BASE_IMAGE:-local/debian-systemd-dind:bookworm}
 RUN_ID=${FLOWER_TEST_ID:-b$(date +%s%N | cut -c6-15)}
 REBUILD=${REBUILD:-0}

@@ -57,7 +57,9 @@ Timing in the result:
   submission).
 
 Exit status: 0 all checks passed; 1 a check failed (run failed, too few rounds, accuracy);
-2 the run could not be submitted or followed (CLI error, timeout, bad arguments).
+2 the run could not be submitted or followed (CLI error, timeout, bad arguments). A run that
+overruns ``--timeout`` is stopped (``flwr stop``) before the failure is reported, so that
+nothing is left running on the SuperLink.
 """
 
 from __future__ import annotations
@@ -433,6 +435,9 @@ class FlwrCli:
         mode = "--stream" if follow else "--show"
         return [self.exe, "log", run_id, *self.admin_target, mode, *self.overrides]
 
+    def stop_cmd(self, run_id: str) -> list[str]:
+        return [self.exe, "stop", run_id, *self.admin_target, "--format", "json", *self.overrides]
+
     def call(self, cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         """Run one flwr command with a timeout."""
         try:
@@ -643,6 +648,30 @@ def list_runs(cli: FlwrCli) -> int:
     return EXIT_OK
 
 
+def stop_run(cli: FlwrCli, run_id: str, ls_cmd: list[str], wait: float = 60.0) -> str:
+    """``flwr stop`` a run that overran, so that nothing is left running; then wait until the
+    SuperLink reports it finished. Returns what happened, for the failure message."""
+    manual = shlex.join(["flwr", "stop", run_id, *cli.admin_target, *cli.overrides])
+    try:
+        stopped = cli.json(cli.stop_cmd(run_id))
+    except CliError as err:
+        return f"flwr stop failed ({err}); stop it with: {manual}"
+    if not stopped.get("success"):
+        return f"flwr stop failed ({cli_error_message(stopped)}); stop it with: {manual}"
+    status, until = "", time.monotonic() + wait
+    while time.monotonic() < until:
+        try:
+            listing = cli.json(ls_cmd)
+        except CliError:
+            listing = {}
+        runs = listing.get("runs") or [{}]
+        status = str(runs[0].get("status", ""))
+        if status.startswith("finished:"):
+            return f"stopped with flwr stop (now {status})"
+        time.sleep(1.0)
+    return f"flwr stop sent, yet the run is still '{status}'; stop it with: {manual}"
+
+
 def check_run(args: argparse.Namespace, workdir: Path) -> int:
     """Submit, follow and check one run (steps 1-4 of the module docstring)."""
     t0 = time.monotonic()
@@ -739,11 +768,11 @@ def check_run(args: argparse.Namespace, workdir: Path) -> int:
                         flush=True,
                     )
             if time.monotonic() >= deadline:
-                stop = shlex.join(["flwr", "stop", run_id, *cli.admin_target, *cli.overrides])
+                result["status"] = stop_run(cli, run_id, ls_cmd)
                 return finish(
                     EXIT_ERROR,
-                    f"timeout after {args.timeout:.0f}s, run {run_id} status '{status}' "
-                    f"(still running on the SuperLink; stop it with: {stop})",
+                    f"timeout after {args.timeout:.0f}s, run {run_id} status '{status}'; "
+                    f"{result['status']}",
                 )
             time.sleep(0.2)
     finally:

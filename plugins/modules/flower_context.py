@@ -119,7 +119,7 @@ role_vars:
     - Those of secrets only with O(reveal_secrets).
   returned: always
   type: dict
-  sample: {"superlink_flower_version": "1.25.0", "superlink_tls_enabled": true}
+  sample: {"superlink_flower_version": "1.42.0", "superlink_tls_enabled": true}
 withheld:
   description: Role variables of secrets that are set; in RV(role_vars) only with O(reveal_secrets).
   returned: always

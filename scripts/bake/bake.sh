@@ -2,7 +2,7 @@
 # Bake one Flower appliance image with Packer (packer/flower.pkr.hcl) and record its figures.
 #   scripts/bake/bake.sh superlink|supernode
 # Environment (the make target sets them):
-#   FLOWER_VERSION    Flower release (1.25.0); the archive is .cache/images/flower-<v>-sklearn.tar
+#   FLOWER_VERSION    Flower release (1.42.0); the archive is .cache/images/flower-<v>-sklearn.tar
 #   BAKE_ACCELERATOR  kvm or tcg; default: kvm when the CPU has vmx/svm and /dev/kvm is there,
 #                     else tcg (this project's machines: /dev/kvm is a nested PVM that stock
 #                     kernels crash on, see shared reference/bake-trial.md)

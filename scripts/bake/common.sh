@@ -7,7 +7,7 @@ case $APPLIANCE in superlink | supernode) ;; *) echo "unknown appliance: $APPLIA
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 REPO=$PWD
 CACHE=$REPO/.cache/bake
-FLOWER_VERSION=${FLOWER_VERSION:-1.25.0}
+FLOWER_VERSION=${FLOWER_VERSION:-1.42.0}
 if [ -z "${BAKE_ACCELERATOR:-}" ]; then
   if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then BAKE_ACCELERATOR=kvm; else BAKE_ACCELERATOR=tcg; fi
 fi

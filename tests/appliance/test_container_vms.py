@@ -35,7 +35,7 @@ from emu_support import fast_timings  # noqa: E402
 from opennebula_emulator import Emulator  # noqa: E402
 from opennebula_emulator.containers import ContainerOptions  # noqa: E402
 
-FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 BASE_IMAGE = "local/debian-systemd-dind:bookworm"
 RUN_ID = f"{os.environ.get('FLOWER_TEST_ID', 't')}-{uuid.uuid4().hex[:6]}"
 ARCHIVE_DIR = ROOT / ".cache" / "images"

@@ -96,9 +96,6 @@ def run_ids(demo):
     return {str(run["run-id"]) for run in json.loads(proc.stdout)}
 
 
-FLOWER_PULL_RACE = "Both bytes_sent and bytes_recv cannot be zero"
-
-
 def in_vm(demo, vm_id, *command, timeout=120):
     return subprocess.run(["docker", "exec", demo.container(vm_id), *command],
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
@@ -153,27 +150,18 @@ def secrets_in(text, *secrets_):
 
 
 def train(demo, rounds, *config, min_accuracy=0.85):
-    """demo.train with 240 s per round; on failure the Flower logs are printed.
-
-    Flower 1.25's SuperLink fails a PullObject of an object not yet fully pushed ("Both
-    bytes_sent and bytes_recv cannot be zero"): the SuperNode drops that message and the run
-    waits for its reply. Fixed upstream (traffic is counted only for available objects); here
-    that failure, recognised in a SuperNode's log, earns one more run; no other failure does.
-    """
+    """demo.train with 240 s per round; on failure the Flower logs are printed."""
     superlink, nodes = role_vms(demo, "superlink")[0], role_vms(demo, "supernode")
     since = vm_clock(demo, superlink)
-    timeout = 240 * rounds
     try:
-        return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=timeout)
+        return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=240 * rounds)
     except appliance_demo.DemoError:
-        logs = {vm: flower_logs(demo, vm, "flower-supernode", since) for vm in nodes}
         print(f"== VM {superlink}, flower-superlink since {since}:")
         print(flower_logs(demo, superlink, "flower-superlink", since)[-4000:])
-        for vm_id, text in logs.items():
+        for vm_id in nodes:
+            text = flower_logs(demo, vm_id, "flower-supernode", since)
             print(f"== VM {vm_id}, flower-supernode since {since}:", text[-4000:], sep="\n")
-        if not any(FLOWER_PULL_RACE in text for text in logs.values()):
-            raise
-    return demo.train(rounds, *config, min_accuracy=min_accuracy, timeout=timeout)
+        raise
 
 
 def nodes_polling(demo, superlink, since):

@@ -37,7 +37,7 @@ CASES = {
         "superlink",
         "install",
         {"superlink_flower_version": "latest"},
-        ["superlink_flower_version='latest'", "1.25.0"],
+        ["superlink_flower_version='latest'", "1.42.0"],
     ),
     "log-level": (
         "superlink",

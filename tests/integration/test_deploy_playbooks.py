@@ -108,7 +108,7 @@ def guests(emu: Any, helpers: Any, tls: ControlApi | None = None) -> Any:
                     attrs.update(
                         FL_ENDPOINT=f"{helpers.vm_ip(emu, vm_id)}:9092",
                         FL_TLS="YES" if tls else "NO",
-                        FL_VERSION="1.25.0",
+                        FL_VERSION="1.42.0",
                         FL_READY="YES",
                     )
                     if tls:
@@ -198,8 +198,8 @@ def test_deploy_scale_destroy(
     with emu.lock:
         images = {i.name: i for i in emu.store.images.values()}
         vm_templates = {t.name: t for t in emu.store.vm_templates.values()}
-    assert set(images) == {"Flower SuperLink v1.25.0", "Flower SuperNode v1.25.0"}
-    assert images["Flower SuperLink v1.25.0"].path == variables["flower_superlink_image_path"]
+    assert set(images) == {"Flower SuperLink v1.42.0", "Flower SuperNode v1.42.0"}
+    assert images["Flower SuperLink v1.42.0"].path == variables["flower_superlink_image_path"]
     superlink_tmpl = vm_templates["Flower SuperLink"].template
     context = superlink_tmpl["CONTEXT"]
     assert (context["TOKEN"], context["NETWORK"], context["REPORT_READY"]) == ("YES", "YES", "NO")
@@ -209,7 +209,7 @@ def test_deploy_scale_destroy(
     assert vm_templates["Flower SuperNode"].template["CONTEXT"]["ONEAPP_FL_NODE_CONFIG"] == (
         "$ONEAPP_FL_NODE_CONFIG"
     )
-    assert superlink_tmpl["DISK"] == {"IMAGE": "Flower SuperLink v1.25.0"}
+    assert superlink_tmpl["DISK"] == {"IMAGE": "Flower SuperLink v1.42.0"}
     assert superlink_tmpl["NIC"] == {"NETWORK_ID": str(network)}
     assert (superlink_tmpl["CPU"], superlink_tmpl["MEMORY"]) == ("2", "4096")
 
@@ -219,14 +219,14 @@ def test_deploy_scale_destroy(
     assert len(vms["superlink"]) == 1 and len(vms["supernode"]) == 2
     superlink = emu.vm(vms["superlink"][0])
     disk = superlink.template["DISK"]
-    assert disk["IMAGE"] == "Flower SuperLink v1.25.0" and disk["IMAGE_ID"] == str(
-        images["Flower SuperLink v1.25.0"].id
+    assert disk["IMAGE"] == "Flower SuperLink v1.42.0" and disk["IMAGE_ID"] == str(
+        images["Flower SuperLink v1.42.0"].id
     )
     assert superlink.template["CONTEXT"]["ONEAPP_FL_NUM_ROUNDS"] == "5"
-    assert superlink.template["CONTEXT"]["ONEAPP_FLOWER_VERSION"] == "1.25.0"  # default
+    assert superlink.template["CONTEXT"]["ONEAPP_FLOWER_VERSION"] == "1.42.0"  # default
     node = emu.vm(vms["supernode"][0])
     assert node.template["CONTEXT"]["ONEAPP_FL_NODE_CONFIG"] == "num-partitions=2"
-    assert node.template["DISK"]["IMAGE"] == "Flower SuperNode v1.25.0"
+    assert node.template["DISK"]["IMAGE"] == "Flower SuperNode v1.42.0"
 
     # -- printed endpoint, CA file, federation block
     ip = helpers.vm_ip(emu, vms["superlink"][0])

@@ -15,7 +15,7 @@ _spec = importlib.util.spec_from_file_location(
 pki = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pki)
 
-FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 ONE_ENV = "/run/one-context/one_env"
 GOOD = {
     "ONEAPP_FLOWER_VERSION": FLOWER_VERSION,

@@ -2,9 +2,9 @@
 
 The tests run in file order: TLS is in use (a plain-text client is refused); the firewall lets
 the SuperNodes reach the Fleet API only, and the controller the Control API; a SuperNode whose
-key site.yml did not register is refused; train over TLS; then reconfigure the running
-federation with site.yml (the SuperLink restarts with process isolation) and train again on the
-same SuperNodes.
+key site.yml did not register is refused; train over TLS; a run that overruns is stopped; then
+reconfigure the running federation with site.yml (the SuperLink restarts with process isolation
+and checkpoints) and train again on the same SuperNodes, then resume from the checkpoint.
 """
 
 import json
@@ -14,10 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 testinfra_hosts = ["ansible://superlink"]
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-VERSION = os.environ.get("FLOWER_VERSION", "1.25.0")
+VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 FLWR_PYTHON = ROOT / f".venv-flwr-{VERSION}" / "bin" / "python"
 CHECKER = ROOT / "scripts" / "flwr_run_check.py"
 APP = ROOT / "demo" / "sklearn"
@@ -155,10 +157,30 @@ def test_demo_trains_to_completion(host, tmp_path):
     assert last["accuracy"] > first["accuracy"]
 
 
+def test_overrunning_run_is_stopped_before_the_failure_is_reported(host, tmp_path):
+    result_file = tmp_path / "run.json"
+    proc = flwr_check(
+        host, "--run-config", "num-server-rounds=200", "--timeout", "20",
+        "--json-out", str(result_file),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    result = json.loads(result_file.read_text())
+    assert "timeout after 20s" in result["message"]
+    assert result["status"] == "stopped with flwr stop (now finished:stopped)", result["message"]
+    listing = json.loads(flwr_check(host, "--list-runs", timeout=120).stdout)
+    statuses = {str(run["run-id"]): run["status"] for run in listing}
+    assert statuses[str(result["run_id"])] == "finished:stopped"
+    assert not [run for run, status in statuses.items() if not status.startswith("finished:")]
+
+
 def test_reconfiguration_keeps_nodes_and_history(host, tmp_path):
     history = run_ids(host)
     assert history, "the first run is not in the SuperLink's history"
-    proc = playbook("site.yml", "--limit", "superlink", "-e", "superlink_isolation=process")
+    settings = {
+        "superlink_isolation": "process",
+        "superlink_training": {"checkpoint_enabled": True, "checkpoint_resume": True},
+    }
+    proc = playbook("site.yml", "--limit", "superlink", "-e", json.dumps(settings))
     assert proc.returncode == 0
     assert re.search(r"changed=[1-9]", proc.stdout), "site.yml did not apply the new setting"
 
@@ -174,6 +196,16 @@ def test_reconfiguration_keeps_nodes_and_history(host, tmp_path):
     after = run_ids(host)
     assert history < after, "runs from before the restart are missing"
     assert str(result["run_id"]) in after
+
+    # The ServerApp in the SuperExec container saved its checkpoint on the VM, and the next run
+    # starts from it: its initial model is the trained one, not an untrained one.
+    saved = f"/opt/flower/state/checkpoints/{result['run_id']}/round-1.npz"
+    assert host.file(saved).exists, f"no checkpoint at {saved}"
+    assert result["initial"]["accuracy"] < 0.5  # the first run had nothing to resume
+    resumed = train(host, tmp_path, rounds=1)
+    assert resumed["initial"]["accuracy"] == pytest.approx(
+        result["rounds"][-1]["accuracy"], abs=1e-3
+    )
 
 
 def test_certificate_rotation_keeps_nodes_and_history(host, tmp_path):

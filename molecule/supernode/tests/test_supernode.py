@@ -2,9 +2,13 @@
 SuperNode authentication with a key pair of its own, least privilege, the firewall."""
 
 import json
+import os
 import re
 
 import pytest
+
+VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
+IMAGE = f"localhost/flower-supernode:{VERSION}-sklearn"
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +23,12 @@ def test_service_enabled_and_running(host):
 
 
 def test_built_image(host, container):
-    assert container["Config"]["Image"] == "localhost/flower-supernode:1.25.0-sklearn"
+    assert container["Config"]["Image"] == IMAGE
     versions = host.check_output(
-        "docker run --rm --entrypoint python3 localhost/flower-supernode:1.25.0-sklearn -c "
+        f"docker run --rm --entrypoint python3 {IMAGE} -c "
         "'import flwr, sklearn; print(flwr.__version__, sklearn.__version__)'"
     )
-    assert versions.split()[0] == "1.25.0"
+    assert versions.split()[0] == VERSION
 
 
 def test_arguments(container):

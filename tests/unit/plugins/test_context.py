@@ -143,7 +143,7 @@ def test_spec_typo_and_missing_note_are_refused():
 def test_defaults_are_valid(role):
     values, errors = validate(SPEC, {}, role)
     assert errors == []
-    assert values["ONEAPP_FLOWER_VERSION"] == "1.25.0"
+    assert values["ONEAPP_FLOWER_VERSION"] == "1.42.0"
     assert values["ONEAPP_FL_TLS_ENABLED"] is True
 
 
@@ -289,7 +289,7 @@ def test_to_role_vars_superlink():
     assert errors == []
     role_vars = to_role_vars(SPEC, values, "superlink")
     assert role_vars == {
-        "superlink_flower_version": "1.25.0",
+        "superlink_flower_version": "1.42.0",
         "superlink_log_level": "INFO",
         "superlink_isolation": "process",
         "superlink_database_enabled": True,
@@ -328,7 +328,7 @@ def test_to_role_vars_supernode():
     values, errors = validate(SPEC, env, "supernode")
     assert errors == []
     assert to_role_vars(SPEC, values, "supernode") == {
-        "supernode_flower_version": "1.25.0",
+        "supernode_flower_version": "1.42.0",
         "supernode_log_level": "INFO",
         "supernode_tls_enabled": False,
         "supernode_discovery_backoff": "fixed",
