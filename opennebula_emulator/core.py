@@ -380,6 +380,9 @@ class Cloud:
             elif state in (STOPPED, UNDEPLOYED):
                 vm.set_state(PENDING, 0)
                 self._boot(vm)
+            elif state == ACTIVE and lcm == LCM["UNKNOWN"]:
+                # DispatchManager::resume: ACTIVE/UNKNOWN is restarted like POWEROFF
+                self._schedule(vm, [(ACTIVE, LCM["BOOT_UNKNOWN"]), (ACTIVE, LCM["RUNNING"])])
             else:
                 raise not_available()
         elif base == "reboot":

@@ -259,16 +259,17 @@ class OnedApi:
         return self._vm_pool(user, p, method, "pool")
 
     def vmpool_infoset(self, user: User, p: Params, method: str) -> str:
-        """The VMs of a comma-separated id list (oned's VirtualMachinePoolInfoSet: "A:ssb" in
-        7.x; 6.x has no `extended` flag and answers the full body). Not in the recordings:
-        the body is that of the other pool calls, filtered like vmpool.info (-2, DONE left out)."""
+        """The VMs of a comma-separated id list (oned's VirtualMachinePoolInfoSet: session, ids,
+        extended). Not in the recordings: the body is that of the other pool calls. oned
+        (6.10.5, 7.0.2) filters only by ``oid in (...)`` and what the user may see (-2), with no
+        state filter: DONE VMs are returned too, unlike vmpool.info* with state -1."""
         text = p.str(1)
         extended = p.bool(2) if len(p) > 2 else True
         try:
             wanted = {int(part) for part in text.split(",") if part.strip()}
         except ValueError:
             raise OnedError(XML_RPC_API, f"[{method}] Incorrect VM id list") from None
-        vms = [vm for vm in self.rt.store.vms.values() if vm.id in wanted and vm.state != DONE]
+        vms = [vm for vm in self.rt.store.vms.values() if vm.id in wanted]
         vms = self.cloud.visible(user, vms, -2, -1, -1)
         variant = "pool" if extended else "short"
         return "<VM_POOL>" + "".join(X.vm_xml(vm, variant) for vm in vms) + "</VM_POOL>"

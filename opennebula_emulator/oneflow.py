@@ -767,11 +767,10 @@ class FlowEngine:
             svc.set_state(S["RUNNING"])
             for role in svc.roles.values():
                 self.set_role_state(role, R["RUNNING"])
-        elif name == "WARNING":
-            for role in svc.roles.values():
-                if role.get("state") == R["WARNING"]:
-                    self._recover_warning(svc, role)
         else:
+            # WARNING too: LifeCycleManager#recover_action has no branch for it (6.10.5, 7.0.2),
+            # the VMs that put the service there need a VM action (resume) through oned.
+            # Service#recover (models/service.rb) has one, but nothing calls it.
             raise FlowError(f"Service cannot be recovered in state: {name}")
         svc.save()
 
@@ -797,15 +796,6 @@ class FlowEngine:
             deployed.append(vm.id)
         deployed += self.deploy_role(svc, role)
         return deployed
-
-    def _recover_warning(self, svc: Service, role: dict[str, Any]) -> None:
-        for node in role["nodes"]:
-            vm = self.rt.store.vms.get(node["deploy_id"])
-            if vm is not None and vm.state == POWEROFF:
-                try:
-                    self.cloud.vm_action(svc.user, "resume", vm.id)
-                except OnedError:
-                    pass
 
     def service_update(self, user: User, service_id: Any, new_text: str, append: bool) -> None:
         svc = self.load(service_id, user)

@@ -285,6 +285,21 @@ def test_vmpool_infoset_returns_only_the_listed_vms(emu):
         one.vmpool.infoset("1,x", True)
 
 
+def test_vmpool_infoset_returns_done_vms(emu: Emulator, one: Any) -> None:
+    """VirtualMachinePoolInfoSet filters by id and permissions only (no state filter, unlike
+    vmpool.info* with state -1): a DONE VM keeps its NICs and USER_TEMPLATE there."""
+    kept = emu.add_vm("kept", user_template={"FL_I": "0"})
+    gone = emu.add_vm("gone", user_template={"FL_I": "1"})
+    one.vm.action("terminate-hard", gone)
+    emu.wait_for(lambda: one.vm.info(gone).STATE == 6)
+    pool = one.vmpool.infoset(f"{kept},{gone},999", True)
+    by_id = {vm.ID: vm for vm in pool.VM}
+    assert sorted(by_id) == [kept, gone]  # 999 does not exist: simply absent
+    assert by_id[gone].STATE == 6 and by_id[gone].USER_TEMPLATE["FL_I"] == "1"
+    assert by_id[gone].TEMPLATE["NIC"]["IP"]
+    assert [vm.ID for vm in one.vmpool.infoextended(-2, -1, -1, -1).VM] == [kept]
+
+
 def test_vm_names_are_checked_as_oned_does(emu: Emulator, one: Any) -> None:
     """PoolObjectSQL::name_is_valid: no &|:\\";/'#{}$<> nor control whitespace, 1..128 bytes, for
     one.vm.allocate, one.template.instantiate and one.vm.rename; OneFlow's names stay valid."""

@@ -308,6 +308,50 @@ def test_watchdog_warning_and_external_termination(emu: Emulator, flow: Flow, ru
     assert body["log"][-1]["message"] == "Role supernode scaling down from 2 to 1 nodes"
 
 
+def test_vm_poweroff_and_resume_through_oned_move_the_service(
+    emu: Emulator, flow: Flow, running: int, one: Any
+) -> None:
+    """ServiceWatchDog (6.10.5/7.0.2): a VM in POWEROFF, UNKNOWN or a *_FAILURE state puts its
+    role and the service in WARNING (error_wd_cb); a VM back in RUNNING puts its role in RUNNING
+    and the service too once every role is (running_wd_cb). OneFlow refuses recover and scale in
+    WARNING (LifeCycleManager#recover_action has no WARNING branch, can_scale? is RUNNING only):
+    only a VM action through oned (resume) brings it back."""
+    one.vm.action("poweroff", 1)
+    emu.wait_service_state(running, "WARNING")
+    body = body_of(flow, running)
+    assert [r["state"] for r in body["roles"]] == [2, 4]
+    recover = {"action": {"perform": "recover"}}
+    assert flow.call("POST", f"/service/{running}/action", recover)[::2] == (
+        500,
+        "Service cannot be recovered in state: WARNING",
+    )
+    assert scale(flow, running, "supernode", 3) == (
+        500,
+        "Service cannot be scaled in state: WARNING",
+    )
+    assert emu.service_state(running) == "WARNING"
+    one.vm.action("resume", 1)
+    assert (one.vm.info(1).STATE, one.vm.info(1).LCM_STATE) == (3, 20)  # BOOT_POWEROFF
+    emu.wait_service_state(running, "RUNNING")
+    assert [r["state"] for r in body_of(flow, running)["roles"]] == [2, 2]
+
+    # a host that stops answering: UNKNOWN, which resume restarts (BOOT_UNKNOWN -> RUNNING)
+    emu.set_vm_state(2, "ACTIVE", "UNKNOWN")
+    emu.wait_service_state(running, "WARNING")
+    one.vm.action("resume", 2)
+    assert one.vm.info(2).LCM_STATE == 19  # BOOT_UNKNOWN
+    emu.wait_service_state(running, "RUNNING")
+
+    # running_wd_cb sets the role RUNNING when one of its VMs runs, whatever its siblings do
+    one.vm.action("poweroff", 1)
+    one.vm.action("poweroff", 2)
+    emu.wait_for(lambda: one.vm.info(1).STATE == 8 and one.vm.info(2).STATE == 8)
+    emu.wait_service_state(running, "WARNING")
+    one.vm.action("resume", 2)
+    emu.wait_service_state(running, "RUNNING")
+    assert one.vm.info(1).STATE == 8
+
+
 def test_automatic_deletion(emu: Emulator, flow: Flow) -> None:
     template = {
         "name": "auto",
