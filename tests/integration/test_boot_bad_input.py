@@ -68,3 +68,36 @@ def test_every_bad_variable_is_refused_before_anything_changes(emu, ansible, tmp
     assert published["FL_READY"] == "NO"
     for name in bad:
         assert name in published["FL_ERROR"]
+
+
+def test_a_release_or_framework_the_image_does_not_hold_is_refused(emu, ansible, tmp_path):
+    """A baked SuperNode (image loaded from an archive the bake removed) booted with a context
+    asking for another Flower release and framework."""
+    vm_id = emu.add_vm("flower-supernode")
+    asked = {"ONEAPP_FLOWER_VERSION": "1.41.0", "ONEAPP_FL_FRAMEWORK": "pytorch"}
+    env = {**emu.vm_context_env(vm_id), **asked}
+    one_env = tmp_path / "one_env"
+    one_env.write_text("".join(f"export {k}={shell_quoted(v)}\n" for k, v in env.items()))
+    settings = tmp_path / "appliance.yml"
+    settings.write_text(
+        "flower_appliance_role: supernode\n"
+        "supernode_image_source: load\n"
+        f"supernode_image_archive: {tmp_path / 'removed-at-bake.tar'}\n"
+    )
+
+    run = ansible.playbook(
+        str(BOOT),
+        {"flower_appliance_settings": str(settings), "flower_one_env_file": str(one_env)},
+    )
+
+    assert run.rc != 0, run.output
+    refusal = run["Refuse a Flower release or framework the image does not hold"]
+    assert refusal["failed"]
+    message = refusal["msg"]
+    assert "ONEAPP_FLOWER_VERSION=1.41.0 with ONEAPP_FL_FRAMEWORK=pytorch" in message
+    assert "localhost/flower-supernode:1.41.0-pytorch" in message
+    assert "this appliance image holds" in message
+    assert not run.results("Docker engine settings")
+    published = emu.vm(vm_id).user_template
+    assert published["FL_READY"] == "NO"
+    assert "ONEAPP_FLOWER_VERSION=1.41.0" in published["FL_ERROR"]
