@@ -170,6 +170,15 @@ class OnedClient:
             return self._vms_by_range(wanted)
         return self._select(pool, wanted)
 
+    def vm_action(self, action, vm_id):
+        """``one.vm.action(action, vm_id)`` (e.g. ``resume``), sent once: repeating an action
+        whose answer was lost would be refused for the VM's new state."""
+        self.calls.append("one.vm.action")
+        try:
+            return self.one.vm.action(action, int(vm_id))
+        except Exception as exc:
+            raise OnedError(f"one.vm.action({action!r}, {vm_id}) failed: {exc}") from exc
+
     def _vms_by_range(self, wanted):
         found = {}
         for first, last in id_ranges(wanted):

@@ -19,6 +19,17 @@ Decisions (documented in the module too):
   service enters COOLDOWN. min_vms/max_vms are checked before anything is sent (unless ``force``).
 * Instantiate and scale are not sent twice blindly (``send_once`` of ``_oneflow``): after no
   answer or a 5xx, the service (by name) or the role's cardinality is looked at first.
+* WARNING (OneFlow's watchdog saw a VM of a role in POWEROFF, UNKNOWN or a ``*_FAILURE`` state) is
+  handled per ``on_warning``. OneFlow (6.10.5, 7.0.2) neither recovers (``recover_action`` has no
+  WARNING branch: "Service cannot be recovered in state: WARNING") nor scales (``can_scale?``) a
+  service in WARNING; it goes back to RUNNING when the VMs run again. So ``warn`` (default) takes
+  the service as it is, with a warning naming the VMs that are not running, and refuses a scale at
+  once; ``wait`` waits for RUNNING; ``resume`` (also what ``recover: true`` does there) sends
+  ``one.vm.action("resume")`` through oned to the VMs in POWEROFF or UNKNOWN and waits until they
+  and the service run (a VM in a ``*_FAILURE`` state is refused with what to do); ``fail`` fails.
+  While waiting for the VMs' keys, a VM that cannot report (not running, not on its way) fails the
+  wait at once unless the policy waits.
+* Failures return the service with the VM details read from oned, as successes do.
 * ``state: absent`` sends DELETE and waits until ``GET /service/:id`` answers 404 (the document
   disappears at the end of the undeploy). DELETE is refused by OneFlow in FAILED_* and most
   transient states: the module waits for a deletable state, or with ``force_delete`` uses the
@@ -43,6 +54,7 @@ from ansible_collections.opennebula.flower.plugins.module_utils._one_common impo
     vm_summary,
     wait_until,
 )
+from ansible_collections.opennebula.flower.plugins.module_utils._one_http import OpenNebulaError
 from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import (
     OneFlowError,
     build_instantiate_merge,
@@ -68,6 +80,15 @@ HOLD = SERVICE_STATES.index("HOLD")
 UNDEPLOYING_STATES = frozenset((3, 12))
 # States in which OneFlow accepts DELETE /service/:id (not transient, not failed, not DONE).
 DELETABLE_STATES = frozenset((0, RUNNING, WARNING, HOLD))
+WARNING_POLICIES = ("warn", "wait", "resume", "fail")
+# VM states (oned) that stay as they are until someone acts: such a VM cannot report anything.
+_STOPPED_VM_STATES = frozenset(("STOPPED", "SUSPENDED", "UNDEPLOYED", "DONE", "HOLD"))
+WARNING_HINT = (
+    "OneFlow neither recovers nor scales a service in WARNING; it is RUNNING again once the VMs "
+    "run: set on_warning=resume (or recover=true) to resume them through oned (by hand: onevm "
+    "resume <id>), on_warning=wait to wait until they run again, or on_warning=warn to take the "
+    "service as it is"
+)
 
 
 class ServiceFailure(OneFlowError):
@@ -90,6 +111,68 @@ def _state_text(doc):
     return f"{service_state_name(state)} ({state})"
 
 
+def vm_condition(vm):
+    """What a VM summary (see ``vm_summary``) says about the VM: ``running`` (ACTIVE/RUNNING),
+    ``resumable`` (POWEROFF, or ACTIVE/UNKNOWN: ``resume`` restarts both), ``failed`` (a
+    ``*_FAILURE`` state: ``onevm recover`` territory), ``stopped`` (stays so until someone acts),
+    ``busy`` (on its way somewhere) or ``unknown`` (oned was not read)."""
+    state, lcm = vm.get("state"), vm.get("lcm_state") or ""
+    if state is None:
+        return "unknown"
+    if state == "ACTIVE" and lcm == "RUNNING":
+        return "running"
+    if state == "POWEROFF" or (state == "ACTIVE" and lcm == "UNKNOWN"):
+        return "resumable"
+    if state in ("FAILED", "CLONING_FAILURE") or (
+        state == "ACTIVE" and (lcm == "FAILURE" or lcm.endswith("_FAILURE"))
+    ):
+        return "failed"
+    if state in _STOPPED_VM_STATES:
+        return "stopped"
+    return "busy"
+
+
+def vm_state_text(vm):
+    """The VM's state as onevm shows it: the LCM state for ACTIVE VMs."""
+    state = vm.get("lcm_state") if vm.get("state") == "ACTIVE" else vm.get("state")
+    return state or "state unknown"
+
+
+def vm_text(vm):
+    """``name (VM id, STATE)``."""
+    return f"{vm.get('name') or 'VM'} (VM {vm.get('id')}, {vm_state_text(vm)})"
+
+
+def not_running(summary):
+    """[(role, VM summary)] of the VMs of a service summary that are not ACTIVE/RUNNING."""
+    return [
+        (name, vm)
+        for name, role in (summary.get("roles") or {}).items()
+        for vm in role.get("vms") or []
+        if vm_condition(vm) not in ("running", "unknown")
+    ]
+
+
+def warning_report(summary):
+    """The VMs of a WARNING service that are not running (from oned), else its roles in WARNING
+    (OneFlow alone does not say which VM it is)."""
+    vms = not_running(summary)
+    if vms:
+        return "VMs not running: " + ", ".join(f"{vm_text(vm)} of role {r}" for r, vm in vms)
+    roles = [
+        f"{name} (VMs {', '.join(str(i) for i in role.get('vm_ids') or []) or 'none'})"
+        for name, role in (summary.get("roles") or {}).items()
+        if role.get("state") == "WARNING"
+    ]
+    known = any(
+        vm_condition(vm) != "unknown"
+        for r in summary.get("roles", {}).values()
+        for vm in r.get("vms") or []
+    )
+    where = "" if known else " (oned, with one_url, would tell which VMs are not running)"
+    return f"roles in WARNING: {', '.join(roles) or 'none'}{where}"
+
+
 class ServiceRunner:
     def __init__(
         self,
@@ -101,8 +184,12 @@ class ServiceRunner:
         clock=time.monotonic,
         warn=None,
         secret=None,
+        details=True,
     ):
+        """``details``: return VM details read from oned (``oned`` may be given only to resume
+        VMs, with vm_info=false)."""
         self.flow = flow
+        self.details = details
         self.params = params
         self.check_mode = check_mode
         self.oned = oned
@@ -113,6 +200,7 @@ class ServiceRunner:
         self.actions = []
         self.changed = False
         self.wrote = False  # a write request (instantiate, scale, recover, delete) succeeded
+        self.resumed = set()  # ids of the VMs this run sent resume to
         self.deadline = clock() + float(params.get("wait_timeout") or 0)
         self.poll = Backoff("fixed", interval=float(params.get("poll_interval") or 5))
 
@@ -142,8 +230,24 @@ class ServiceRunner:
     def fail(self, message, doc=None):
         result = {"changed": self.changed_so_far, "actions": self.actions}
         if doc is not None:
-            result["service"] = service_summary(doc, prefix=self.prefix)
+            result["service"] = self.summary(doc)
         raise ServiceFailure(message, result)
+
+    def summary(self, doc):
+        """``service_summary`` with the VM details from oned, as on success. Reading oned must not
+        hide the error being reported, so a failed read only gives a warning."""
+        try:
+            vms = self.fetch_vms(doc)
+        except OpenNebulaError as exc:
+            self.warn(f"VM details could not be read from oned: {exc}")
+            vms = {}
+        return service_summary(doc, vms, self.prefix)
+
+    @property
+    def warning_policy(self):
+        if self.params.get("recover"):
+            return "resume"
+        return self.params.get("on_warning") or "warn"
 
     @property
     def prefix(self):
@@ -186,9 +290,15 @@ class ServiceRunner:
         accept=(RUNNING,),
         until=None,
         after_recover=False,
+        warning=None,
     ):
         """Poll until the service is in ``accept`` (and ``until(doc)`` holds, when given); fail on
         FAILED_*, undeploy and HOLD; return the last document.
+
+        WARNING (when not in ``accept``) is met per ``warning`` (default: the ``on_warning``
+        policy): ``warn`` takes it as the end of the wait (when ``until`` holds), ``fail`` fails
+        at once, ``wait`` keeps polling, ``resume`` resumes the VMs that need it and keeps
+        polling.
 
         ``after_recover``: right after a ``recover`` the old FAILED_* state may still be shown, so
         it is tolerated until the service left it once, or for a grace period of 3 polls (15 s at
@@ -224,6 +334,19 @@ class ServiceRunner:
                     f"waiting for {what}",
                     doc,
                 )
+            if state == WARNING:
+                policy = warning or self.warning_policy
+                if policy == "warn" and (until is None or until(doc)):
+                    return True, doc
+                if policy in ("warn", "fail"):
+                    self.fail(
+                        f"service {service_id} is WARNING while waiting for {what}: "
+                        f"{warning_report(self.summary(doc))}. {WARNING_HINT}",
+                        doc,
+                    )
+                if policy == "resume":
+                    self.resume(doc)
+                return False, doc
             if state == COOLDOWN and skip_cooldown and "cooldown" not in recovered:
                 recovered.add("cooldown")
                 self.write(self.flow.recover, service_id)
@@ -240,7 +363,10 @@ class ServiceRunner:
                 describe=lambda d: f"service {service_id} is {_state_text(d)}" if d else "",
             )
         except WaitTimeout as exc:
-            self.fail(f"waiting for {what}: {exc}", exc.last)
+            message = f"waiting for {what}: {exc}"
+            if exc.last is not None and service_state(exc.last) == WARNING:
+                message += f"; {warning_report(self.summary(exc.last))}"
+            self.fail(message, exc.last)
         return doc
 
     def wait_gone(self, service_id, forced=False):
@@ -266,8 +392,8 @@ class ServiceRunner:
         except WaitTimeout as exc:
             self.fail(f"waiting for service {service_id} to be deleted: {exc}", exc.last)
 
-    def fetch_vms(self, doc):
-        if self.oned is None or doc is None:
+    def fetch_vms(self, doc, details=None):
+        if self.oned is None or doc is None or not (self.details if details is None else details):
             return {}
         ids = [i for ids in service_node_ids(doc).values() for i in ids]
         return self.oned.vms(ids)
@@ -292,7 +418,7 @@ class ServiceRunner:
                 self.fail(f"wait_for_roles names unknown roles: {', '.join(unknown)}", current)
             wanted = [i for r in roles for i in ids[r]]
             vms = self.oned.vms(wanted)
-            report = {}
+            report, stuck = {}, []
             for vm_id in wanted:
                 if vm_id not in vms:
                     report[vm_id] = "not returned by oned"
@@ -300,7 +426,20 @@ class ServiceRunner:
                 summary = vm_summary(vms[vm_id], self.prefix)
                 unmet = unmet_expectations(summary["user_template"], expectations)
                 if unmet:
+                    condition = vm_condition(summary)
+                    if condition != "running":
+                        unmet = f"{unmet} (the VM is {vm_state_text(summary)})"
                     report[summary["name"] or vm_id] = unmet
+                    if condition in ("resumable", "failed", "stopped"):
+                        stuck.append(vm_text(summary))
+            if stuck and self.warning_policy in ("warn", "fail"):
+                self.fail(
+                    f"waiting for the VMs ({expectations}): {', '.join(stuck)} cannot report "
+                    f"while not running; not there yet: {report}. Resume the VMs "
+                    "(on_warning=resume, or by hand onevm resume <id>) or wait until they run "
+                    "again (on_warning=wait)",
+                    current,
+                )
             return not report, report
 
         try:
@@ -388,6 +527,72 @@ class ServiceRunner:
         self.wait_gone(service_id, forced=True)
         return None
 
+    def handle_warning(self, doc):
+        """A service found in WARNING, per ``on_warning`` (``recover`` means ``resume``)."""
+        policy = self.warning_policy
+        if policy == "fail":
+            self.fail(
+                f"service {doc.get('ID')} ({doc.get('NAME')}) is WARNING: "
+                f"{warning_report(self.summary(doc))}. {WARNING_HINT}",
+                doc,
+            )
+        if policy == "resume":
+            self.resume(doc)
+        return doc
+
+    def resume(self, doc):
+        """Send ``resume`` through oned to the service's VMs in POWEROFF or UNKNOWN that this run
+        has not resumed yet (in check mode: only say so). VMs in a ``*_FAILURE`` state fail it:
+        resume does not apply to them."""
+        service_id = to_int(doc.get("ID"))
+        if self.oned is None:
+            self.fail(
+                f"service {service_id} is WARNING; on_warning=resume (or recover=true) resumes "
+                "its VMs through oned: set one_url (or $ONE_URL) and install pyone",
+                doc,
+            )
+        summary = service_summary(doc, self.fetch_vms(doc, details=True), self.prefix)
+        vms = not_running(summary)
+        failed = [vm_text(vm) for _, vm in vms if vm_condition(vm) == "failed"]
+        if failed:
+            self.fail(
+                f"service {service_id} is WARNING and {', '.join(failed)} in a failure state, "
+                "which resume does not fix: find the cause in the VM's log (onevm show <id>), "
+                "then onevm recover --retry <id>, or terminate the VM (OneFlow lowers the role's "
+                "cardinality) and scale the role back",
+                doc,
+            )
+        todo = [
+            vm for _, vm in vms if vm_condition(vm) == "resumable" and vm["id"] not in self.resumed
+        ]
+        for vm in todo:
+            self.changed = True
+            self.actions.append(f"resume VM {vm_text(vm)}")
+            if self.check_mode:
+                continue
+            self.resumed.add(vm["id"])
+            try:
+                self.oned.vm_action("resume", vm["id"])
+            except OpenNebulaError as exc:
+                # the answer may be lost after oned took it: look before calling it a failure
+                now = self.oned.vms([vm["id"]]).get(vm["id"])
+                if now is None or vm_condition(vm_summary(now)) in ("resumable", "failed"):
+                    self.fail(f"resuming VM {vm_text(vm)} failed: {exc}", doc)
+            self.wrote = True
+        return doc
+
+    def resumed_running(self, doc):
+        """Whether every VM this run resumed is ACTIVE/RUNNING again (OneFlow's watchdog puts a
+        role back in RUNNING as soon as one of its VMs runs, so the service state alone does not
+        say it)."""
+        if not self.resumed:
+            return True
+        vms = self.oned.vms(sorted(self.resumed))
+        return all(
+            vm_id in vms and vm_condition(vm_summary(vms[vm_id])) == "running"
+            for vm_id in self.resumed
+        )
+
     def scale(self, doc):
         desired = {k: to_int(v) for k, v in (self.params.get("roles") or {}).items()}
         if not desired:
@@ -400,8 +605,14 @@ class ServiceRunner:
         todo = [(r, n) for r, n in desired.items() if current.get(r) != n]
         if not todo:
             return doc
-        self.changed = True
         service_id = to_int(doc.get("ID"))
+        if service_state(doc) == WARNING and self.warning_policy in ("warn", "fail"):
+            self.fail(
+                f"cannot scale service {service_id}: it is WARNING and OneFlow scales only a "
+                f"RUNNING service. {warning_report(self.summary(doc))}. {WARNING_HINT}",
+                doc,
+            )
+        self.changed = True
         for role, number in todo:
             self.actions.append(f"scale {role} {current.get(role)} -> {number}")
         if self.check_mode:
@@ -409,7 +620,15 @@ class ServiceRunner:
         skip = self.params.get("skip_cooldown", False)
         for index, (role, number) in enumerate(todo):
             if service_state(doc) != RUNNING:
-                doc = self.wait_state(service_id, f"RUNNING before scaling {role}", skip)
+                # a scale needs RUNNING: WARNING cannot be taken as it is here
+                policy = self.warning_policy
+                doc = self.wait_state(
+                    service_id,
+                    f"RUNNING before scaling {role}",
+                    skip,
+                    until=self.resumed_running if self.resumed else None,
+                    warning="fail" if policy == "warn" else policy,
+                )
             self.write_once(
                 f"scale {role} to {number}",
                 partial(self.flow.scale, service_id, role, number, self.params.get("force", False)),
@@ -441,8 +660,10 @@ class ServiceRunner:
             doc = self.handle_failed(doc)
             if doc is None and self.check_mode:
                 after = {"name": self.params.get("name"), "state": "RUNNING (recreated)"}
+        elif doc is not None and service_state(doc) == WARNING:
+            doc = self.handle_warning(doc)
         elif doc is not None and self.params.get("recover"):
-            if service_state(doc) in (WARNING, COOLDOWN):
+            if service_state(doc) == COOLDOWN:
                 service_id = to_int(doc.get("ID"))
                 self.changed = True
                 self.actions.append(f"recover service {service_id}")
@@ -461,16 +682,23 @@ class ServiceRunner:
                     doc,
                 )
             doc = self.scale(doc)
-            if self.params.get("wait") and not self.check_mode and service_state(doc) != RUNNING:
+            if (
+                self.params.get("wait")
+                and not self.check_mode
+                and (service_state(doc) != RUNNING or self.resumed)
+            ):
                 doc = self.wait_state(
-                    to_int(doc.get("ID")), "RUNNING", self.params.get("skip_cooldown", False)
+                    to_int(doc.get("ID")),
+                    "RUNNING",
+                    self.params.get("skip_cooldown", False),
+                    until=self.resumed_running if self.resumed else None,
                 )
             after = self.view(doc)
             if self.check_mode:
                 after["roles"].update(
                     {k: to_int(v) for k, v in (self.params["roles"] or {}).items()}
                 )
-                if any(a.startswith("recover") for a in self.actions):
+                if any(a.startswith(("recover", "resume")) for a in self.actions):
                     after["state"] = "RUNNING"
         if doc is not None and not self.check_mode:
             doc = self.wait_vms(doc)
@@ -533,6 +761,11 @@ class ServiceRunner:
                 doc = self.flow.get_service(to_int(doc.get("ID")), missing_ok=True) or doc
                 after = self.view(doc)  # what is there now, not what was expected
             result["service"] = service_summary(doc, self.fetch_vms(doc), self.prefix)
+            if result["service"]["state"] == "WARNING":
+                self.warn(
+                    f"service {result['service']['id']} ({result['service']['name']}) is WARNING: "
+                    f"{warning_report(result['service'])}. {WARNING_HINT}"
+                )
         result["diff"] = {"before": before, "after": after if after is not None else before}
         return result
 

@@ -18,15 +18,21 @@ description:
   - O(roles) sets role cardinalities of an existing service. Each changed role is scaled with C(POST
     /service/:id/scale) and the module waits through C(SCALING) and C(COOLDOWN) back to C(RUNNING).
     Cardinalities outside a role's C(min_vms)..C(max_vms) fail before anything is sent.
+  - A service in C(WARNING) (OneFlow's watchdog saw a VM of a role in C(POWEROFF), C(UNKNOWN) or a
+    C(*_FAILURE) state) is handled per O(on_warning). By default it counts as present - it is
+    returned at once with a warning naming the VMs that are not running, and nothing is waited for.
+    OneFlow neither recovers nor scales a service in C(WARNING); it turns C(RUNNING) again when the
+    VMs run, so O(on_warning=resume) (or O(recover=true)) resumes them through oned.
   - V(absent) deletes the service and waits until OneFlow has removed it.
   - Instantiate and scale requests are never repeated blindly. When one gets no answer or a 5xx,
     OneFlow may have done it, so the module waits O(poll_interval) seconds and looks (the service
     by O(name), the role's cardinality). What it finds is taken, with a warning; else a request
     whose answer was lost or a proxy's 502/503/504 is sent again, at most O(retries) times. A lost
     answer never leaves two services with the same name.
-  - VM details (IPs of all NICs, C(READY), published keys) come from oned, read in one XML-RPC call
-    for all VMs (C(one.vmpool.infoset); per id range C(one.vmpool.infoextended) where oned refuses
-    it). This needs O(one_url) (or E(ONE_URL)) and the Python library C(pyone).
+  - VM details (IPs of all NICs, state, C(READY), published keys) come from oned, read in one
+    XML-RPC call for all VMs (C(one.vmpool.infoset); per id range C(one.vmpool.infoextended) where
+    oned refuses it), on success and on failure alike. This needs O(one_url) (or E(ONE_URL)) and
+    the Python library C(pyone).
 author:
   - opennebula.flower contributors (@opennebula)
 extends_documentation_fragment:
@@ -38,8 +44,9 @@ attributes:
   check_mode:
     support: full
     details:
-      - Services and templates are read and the requested values validated (inputs, min/max);
-        nothing is instantiated, scaled, recovered or deleted, and nothing is waited for.
+      - Services, templates and VMs are read and the requested values validated (inputs,
+        min/max); nothing is instantiated, scaled, recovered, resumed or deleted, and nothing is
+        waited for.
   diff_mode:
     support: full
     details:
@@ -51,7 +58,8 @@ attributes:
         and networks apply only when a service is created; differing values on an existing service
         give a warning, not a change.
 requirements:
-  - pyone (only to return VM details or wait for VM attributes; OneFlow itself is REST)
+  - pyone (only to return VM details, wait for VM attributes or resume VMs; OneFlow itself is
+    REST)
 options:
   name:
     description:
@@ -132,11 +140,34 @@ options:
     type: str
     choices: [fail, recover, recreate]
     default: fail
+  on_warning:
+    description:
+      - What to do with a service in C(WARNING), found or met while waiting. OneFlow answers
+        C(recover) there with HTTP 500 (C(Service cannot be recovered in state WARNING)) and scales
+        only a C(RUNNING) service (6.10 and 7.0); the service is C(RUNNING) again once its VMs run.
+      - V(warn) - the service counts as present. It is returned at once, with a warning naming
+        the VMs that are not running (with their state, when oned is read; else the roles in
+        C(WARNING)); a wait for C(RUNNING) ends there. A change of O(roles) fails at once, since
+        OneFlow would refuse the scale. While waiting for O(wait_ready)/O(wait_for), a VM that
+        cannot report (C(POWEROFF), C(UNKNOWN), a C(*_FAILURE), C(STOPPED), C(SUSPENDED),
+        C(UNDEPLOYED), C(DONE)) and has not reported yet fails the wait at once.
+      - V(wait) - wait (up to O(wait_timeout)) until OneFlow shows C(RUNNING) again, for example
+        while a host comes back and its C(UNKNOWN) VMs run again; then scale.
+      - V(resume) - send C(resume) through oned (C(one.vm.action)) to the VMs in C(POWEROFF) or
+        C(UNKNOWN), then (with O(wait)) wait until they are C(RUNNING) and so is the service. Needs
+        oned access (O(one_url)) and pyone. A VM in a C(*_FAILURE) state is not touched; the task
+        fails, naming it and what to do (find the cause, then C(onevm recover --retry), or
+        terminate the VM and scale the role back).
+      - V(fail) - fail with the VMs that are not running.
+    type: str
+    choices: [warn, wait, resume, fail]
+    default: warn
   recover:
     description:
-      - Send C(recover) when the service is in C(WARNING) (recreates failed VMs), C(COOLDOWN) (ends
-        the cooldown) or a C(FAILED_*) state (same as O(on_failed=recover)), then wait for
-        C(RUNNING).
+      - In C(COOLDOWN), send C(recover), which ends the cooldown; in a C(FAILED_*) state, the same
+        as O(on_failed=recover). Then wait for C(RUNNING).
+      - In C(WARNING), OneFlow refuses C(recover), so this means O(on_warning=resume) (whatever
+        O(on_warning) says) - the VMs in C(POWEROFF) or C(UNKNOWN) are resumed through oned.
     type: bool
     default: false
   force_delete:
@@ -154,7 +185,7 @@ options:
         C(RUNNING) service).
       - A service that goes to C(HOLD) (roles with C(on_hold)) ends the wait with an error, since it
         stays there until someone releases it; so do C(FAILED_*) states, with the service's error
-        log lines.
+        log lines. C(WARNING) is met per O(on_warning).
     type: bool
     default: true
   wait_timeout:
@@ -190,8 +221,9 @@ options:
     description:
       - Whether to return VM details (IPs, READY, published keys) read from oned.
       - Not set (default) means "when an oned endpoint is configured and pyone is installed";
-        V(true) makes a missing endpoint or pyone an error; V(false) never reads oned (VMs then
-        carry only C(id) and C(name)).
+        V(true) makes a missing endpoint or pyone an error; V(false) returns no VM details (VMs then
+        carry only C(id) and C(name)) unless O(wait_ready)/O(wait_for) read them anyway. oned is
+        still read to resume VMs (O(on_warning=resume)).
     type: bool
   published_prefix:
     description:
@@ -239,6 +271,11 @@ EXAMPLES = r"""
       supernode: 5
     skip_cooldown: true
 
+- name: Bring a service in WARNING back (resume its powered-off VMs) and wait for RUNNING
+  opennebula.flower.oneflow_service:
+    name: flower-lab-a
+    on_warning: resume
+
 - name: Credentials once for every module of the collection
   module_defaults:
     group/opennebula.flower.opennebula:
@@ -262,8 +299,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 service:
-  description: The service after the task (null when absent, or when it would be created in check
-    mode).
+  description:
+    - The service after the task (null when absent, or when it would be created in check mode).
+    - Also returned when the task fails after the service was found or created, with the same VM
+      details.
   returned: always
   type: dict
   contains:
@@ -358,7 +397,10 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["scale supernode 2 -> 5", "recover (skip cooldown)"]
+  sample:
+    - scale supernode 2 -> 5
+    - recover (skip cooldown)
+    - resume VM supernode_1_(service_1) (VM 3, POWEROFF)
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -381,16 +423,19 @@ from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import 
     client_from_params,
 )
 from ansible_collections.opennebula.flower.plugins.module_utils._oneflow_service import (
+    WARNING_POLICIES,
     ServiceFailure,
     ServiceRunner,
 )
 
 
-def oned_for(module, needed):
-    """The oned client, or None; fail when it is needed but cannot be had."""
+def oned_for(module, needed, useful=False):
+    """The oned client, or None; fail when it is needed but cannot be had. ``useful``: wanted
+    even with vm_info=false, when it can be had (resuming VMs of a service in WARNING; the
+    runner says what is missing if it comes to that)."""
     params = module.params
     wanted = params["vm_info"]
-    if wanted is False and not needed:
+    if wanted is False and not needed and not useful:
         return None
     configured = oned_configured(params)
     if not configured:
@@ -420,6 +465,7 @@ def main():
         force={"type": "bool", "default": False},
         skip_cooldown={"type": "bool", "default": False},
         on_failed={"type": "str", "choices": ["fail", "recover", "recreate"], "default": "fail"},
+        on_warning={"type": "str", "choices": list(WARNING_POLICIES), "default": "warn"},
         recover={"type": "bool", "default": False},
         force_delete={"type": "bool", "default": False},
         wait={"type": "bool", "default": True},
@@ -449,9 +495,14 @@ def main():
             client_from_params(params),
             params,
             check_mode=module.check_mode,
-            oned=oned_for(module, needs_oned),
+            oned=oned_for(
+                module,
+                needs_oned,
+                useful=bool(params["recover"]) or params["on_warning"] == "resume",
+            ),
             warn=module.warn,
             secret=module.no_log_values.add,
+            details=params["vm_info"] is not False or needs_oned,
         )
         result = runner.run()
     except ServiceFailure as exc:

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 from ansible_collections.opennebula.flower.plugins.module_utils._one_http import (
+    OpenNebulaError,
     OpenNebulaHTTPError,
 )
 from ansible_collections.opennebula.flower.plugins.module_utils._oneflow import (
@@ -426,3 +427,241 @@ def test_wait_ready_and_app_key_on_selected_roles(running):
     assert oned.calls == 4  # three polls (one call each, all VMs at once) + the final read
     superlink = result["service"]["roles"]["superlink"]["vms"][0]
     assert superlink["published"] == {"FL_READY": "YES"} and superlink["ips"] == ["10.0.0.1"]
+
+
+# ------------------------------------------------------------------------------- WARNING
+def warning_doc(running, warning_roles=("supernode",)):
+    """The recorded RUNNING service as OneFlow's watchdog leaves it when a VM stops running."""
+    doc = with_state(running, 4)
+    for role in doc["TEMPLATE"]["BODY"]["roles"]:
+        if role["name"] in warning_roles:
+            role["state"] = 4
+    return doc
+
+
+class StateOned:
+    """oned double with VM states: ``states`` maps id -> (STATE, LCM_STATE); ``resume`` of a
+    POWEROFF or UNKNOWN VM makes it RUNNING after ``boot_reads`` more reads."""
+
+    def __init__(self, states, boot_reads=1, fail_reads=False):
+        self.states = dict(states)
+        self.boot_reads = boot_reads
+        self.fail_reads = fail_reads
+        self.booting = {}
+        self.actions = []
+        self.reads = 0
+
+    def vms(self, ids):
+        self.reads += 1
+        if self.fail_reads:
+            raise OpenNebulaError("one.vmpool.infoset failed: connection refused")
+        for vm_id, left in list(self.booting.items()):
+            if left <= 0:
+                self.states[vm_id] = (3, 3)
+                del self.booting[vm_id]
+            else:
+                self.booting[vm_id] = left - 1
+        return {
+            i: {"ID": str(i), "NAME": f"vm{i}", "STATE": str(self.states.get(i, (3, 3))[0]),
+                "LCM_STATE": str(self.states.get(i, (3, 3))[1]),
+                "TEMPLATE": {"NIC": {"IP": f"10.0.0.{i}"}},
+                "USER_TEMPLATE": {"READY": "YES"} if self.states.get(i, (3, 3)) == (3, 3) else {}}
+            for i in ids
+        }  # fmt: skip
+
+    def vm_action(self, action, vm_id):
+        self.actions.append((action, vm_id))
+        state = self.states[vm_id]
+        assert state[0] == 8 or state == (3, 16), f"resume of VM {vm_id} in {state}"
+        self.states[vm_id] = (3, 20 if state[0] == 8 else 19)  # BOOT_POWEROFF / BOOT_UNKNOWN
+        self.booting[vm_id] = self.boot_reads
+
+
+def warn_runner(flow, oned=None, check_mode=False, **kw):
+    clock, warnings = Clock(), []
+    run = ServiceRunner(
+        flow,
+        params(**kw),
+        check_mode=check_mode,
+        oned=oned,
+        sleep=clock.sleep,
+        clock=clock,
+        warn=warnings.append,
+    )
+    return run, clock, warnings
+
+
+def test_present_takes_a_warning_service_at_once_naming_the_vms(running):
+    """on_warning=warn (default): no wait for RUNNING (OneFlow would not get there by itself),
+    a warning with the VMs that are not running, their details in the result."""
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    oned = StateOned({3: (8, 0)})
+    run, clock, warnings = warn_runner(flow, oned)
+    result = run.run()
+    assert result["changed"] is False and flow.writes() == [] and oned.actions == []
+    assert clock.now == 0  # nothing waited for
+    assert result["service"]["state"] == "WARNING"
+    off = result["service"]["roles"]["supernode"]["vms"][1]
+    assert (off["state"], off["ips"]) == ("POWEROFF", ["10.0.0.3"])
+    (warning,) = warnings
+    assert "service 1 (flower-svc-1) is WARNING: VMs not running: vm3 (VM 3, POWEROFF)" in warning
+    assert "of role supernode" in warning and "on_warning=resume" in warning
+    assert "vm2" not in warning  # the running sibling is not named
+
+    # without oned only OneFlow's roles can be named
+    run, _, warnings = warn_runner(FakeFlow(services={1: [warning_doc(running)]}))
+    run.run()
+    assert "roles in WARNING: supernode (VMs 2, 3) (oned, with one_url, would tell" in warnings[0]
+
+
+def test_scale_of_a_warning_service_fails_at_once(running):
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    run, clock, _ = warn_runner(flow, StateOned({3: (3, 16)}), roles={"supernode": 3})
+    with pytest.raises(ServiceFailure) as info:
+        run.run()
+    message = str(info.value)
+    assert message.startswith("cannot scale service 1: it is WARNING and OneFlow scales only a ")
+    assert "vm3 (VM 3, UNKNOWN) of role supernode" in message and "on_warning=wait" in message
+    assert flow.writes() == [] and clock.now == 0
+    assert info.value.result["changed"] is False
+    vms = info.value.result["service"]["roles"]["supernode"]["vms"]
+    assert [vm["lcm_state"] for vm in vms] == ["RUNNING", "UNKNOWN"]  # details on failure too
+
+
+def test_on_warning_fail_names_the_vms(running):
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    run, _, _ = warn_runner(flow, StateOned({2: (8, 0), 3: (3, 36)}), on_warning="fail")
+    with pytest.raises(ServiceFailure) as info:
+        run.run()
+    assert str(info.value).startswith(
+        "service 1 (flower-svc-1) is WARNING: VMs not running: vm2 (VM 2, POWEROFF) of role "
+        "supernode, vm3 (VM 3, BOOT_FAILURE) of role supernode. OneFlow neither recovers nor "
+    )
+
+
+@pytest.mark.parametrize("how", [{"on_warning": "resume"}, {"recover": True}])
+def test_resume_sends_vm_resume_through_oned_and_waits(running, how):
+    """OneFlow answers recover in WARNING with 500: the VMs are resumed through oned instead, and
+    the wait lasts until they and the service run."""
+    docs = [warning_doc(running)] * 3 + [running]
+    flow = FakeFlow(services={1: list(docs)})
+    oned = StateOned({3: (8, 0)}, boot_reads=3)
+    run, clock, warnings = warn_runner(flow, oned, **how)
+    result = run.run()
+    assert oned.actions == [("resume", 3)]
+    assert flow.writes() == []  # no OneFlow recover
+    assert result["changed"] is True
+    assert result["actions"] == ["resume VM vm3 (VM 3, POWEROFF)"]
+    assert result["service"]["state"] == "RUNNING" and warnings == []
+    assert result["service"]["roles"]["supernode"]["vms"][1]["lcm_state"] == "RUNNING"
+    assert oned.states[3] == (3, 3) and clock.now > 0
+
+    # check mode: said, not sent
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    oned = StateOned({3: (8, 0)})
+    run, _, _ = warn_runner(flow, oned, check_mode=True, **how)
+    result = run.run()
+    assert result["changed"] is True and oned.actions == [] and flow.writes() == []
+    assert result["actions"] == ["resume VM vm3 (VM 3, POWEROFF)"]
+    assert result["diff"]["after"]["state"] == "RUNNING"
+
+
+def test_resume_waits_for_the_vms_not_only_the_service(running):
+    """OneFlow's running_wd_cb sets a role RUNNING as soon as one of its VMs runs: a RUNNING
+    service is not enough while a resumed VM still boots."""
+    flow = FakeFlow(services={1: [warning_doc(running), running]})
+    oned = StateOned({2: (8, 0), 3: (8, 0)}, boot_reads=4)
+    run, _, _ = warn_runner(flow, oned, on_warning="resume")
+    result = run.run()
+    assert oned.actions == [("resume", 2), ("resume", 3)]
+    assert [vm["lcm_state"] for vm in result["service"]["roles"]["supernode"]["vms"]] == [
+        "RUNNING",
+        "RUNNING",
+    ]
+
+
+def test_resume_then_scale(running):
+    flow = FakeFlow(
+        services={
+            1: [
+                warning_doc(running),  # find
+                warning_doc(running),  # before scaling: still WARNING
+                running,  # RUNNING again
+                with_state(running, 8, 3, [2, 3]),  # SCALING
+                with_state(running, 2, 3, [2, 3, 4]),
+            ]
+        }
+    )
+    oned = StateOned({3: (8, 0)})
+    run, _, _ = warn_runner(flow, oned, on_warning="resume", roles={"supernode": 3})
+    result = run.run()
+    assert oned.actions == [("resume", 3)]
+    assert flow.writes() == [("scale", 1, "supernode", 3, False)]
+    assert result["actions"] == ["resume VM vm3 (VM 3, POWEROFF)", "scale supernode 2 -> 3"]
+
+
+def test_resume_refuses_vms_in_a_failure_state(running):
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    oned = StateOned({2: (8, 0), 3: (3, 36)})
+    run, _, _ = warn_runner(flow, oned, recover=True)
+    with pytest.raises(ServiceFailure) as info:
+        run.run()
+    message = str(info.value)
+    assert "vm3 (VM 3, BOOT_FAILURE) in a failure state, which resume does not fix" in message
+    assert "onevm recover --retry <id>" in message
+    assert oned.actions == [] and flow.writes() == []
+
+
+def test_resume_needs_oned(running):
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    run, _, _ = warn_runner(flow, None, on_warning="resume")
+    with pytest.raises(ServiceFailure, match=r"set one_url \(or \$ONE_URL\) and install pyone"):
+        run.run()
+
+
+def test_on_warning_wait_waits_for_running(running):
+    flow = FakeFlow(services={1: [warning_doc(running)] * 4 + [running]})
+    run, clock, warnings = warn_runner(flow, StateOned({}), on_warning="wait")
+    result = run.run()
+    assert result["service"]["state"] == "RUNNING" and result["changed"] is False
+    assert clock.now == 20 and warnings == []  # four polls in WARNING, 5 s apart
+
+    # a timeout says which VMs kept it in WARNING
+    flow = FakeFlow(services={1: [warning_doc(running)]})
+    run, _, _ = warn_runner(flow, StateOned({3: (8, 0)}), on_warning="wait", wait_timeout=20)
+    with pytest.raises(ServiceFailure) as info:
+        run.run()
+    assert "timed out" in str(info.value) and "vm3 (VM 3, POWEROFF)" in str(info.value)
+
+
+def test_waiting_for_keys_of_a_vm_that_cannot_report_fails_at_once(running):
+    flow = FakeFlow(services={1: [running]})
+    run, clock, _ = warn_runner(flow, StateOned({3: (8, 0)}), wait_ready=True)
+    with pytest.raises(ServiceFailure) as info:
+        run.run()
+    assert "vm3 (VM 3, POWEROFF) cannot report while not running" in str(info.value)
+    assert clock.now == 0
+
+
+def test_failures_return_the_vm_details(running):
+    """The service of a failed task carries what oned says about its VMs, as on success."""
+    flow = FakeFlow(services={1: [with_state(running, 1)]})
+    run, _, warnings = warn_runner(flow, StateOned({}), wait_timeout=30)
+    with pytest.raises(ServiceFailure) as info:
+        run.run()
+    vm = info.value.result["service"]["roles"]["superlink"]["vms"][0]
+    assert (vm["state"], vm["lcm_state"], vm["ips"], vm["ready"]) == (
+        "ACTIVE",
+        "RUNNING",
+        ["10.0.0.1"],
+        True,
+    )
+    assert vm["user_template"] == {"READY": "YES"} and warnings == []
+
+    # oned failing as well: the original error stays, with a warning about the details
+    flow = FakeFlow(services={1: [with_state(running, 1)]})
+    run, _, warnings = warn_runner(flow, StateOned({}, fail_reads=True), wait_timeout=30)
+    with pytest.raises(ServiceFailure, match=r"DEPLOYING \(1\)"):
+        run.run()
+    assert warnings == ["VM details could not be read from oned: one.vmpool.infoset failed: "
+                        "connection refused"]  # fmt: skip
