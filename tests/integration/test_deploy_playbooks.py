@@ -342,6 +342,10 @@ def test_deploy_on_610(
         ),
         ({"flower_network_id": "private"}, "flower_network_id=private: required"),
         (
+            {"flower_on_warning": "later"},
+            "flower_on_warning=later: allowed: warn, wait, resume, fail",
+        ),
+        (
             {"flower_supernode_count": 11},
             "flower_supernode_count=11: outside the supernode role's range; allowed: 2..10",
         ),

@@ -8,7 +8,17 @@ the VM runs. The emulator does the same (tests/emulator/test_emulator_oneflow.py
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
 import pyone
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TEMPLATE = "flower-fl"
 INPUTS = {
@@ -89,3 +99,90 @@ def test_service_in_warning(emu, ansible, flower, helpers):
     # no OneFlow recover was sent at all (it would have been refused)
     assert emu.counters()["oneflow"].get("POST /service/:id/action", 0) == 0
     assert emu.counters()["oned"]["one.vm.action"] == 3  # poweroff (the test), 2 resumes
+
+
+def test_scale_playbook_on_a_warning_service(emu, ansible, flower, helpers):
+    """playbooks/scale.yml with a SuperNode off: refused at once (no wait until the timeout),
+    saying what to do; a wrong flower_on_warning is refused naming the variable."""
+    template_id = emu.add_service_template(flower["7.0"](TEMPLATE, min_vms=2, max_vms=10))
+    service_id = emu.instantiate_service(
+        template_id, {"name": "fl-warn", **INPUTS}, wait_running=True
+    )
+    off = helpers.service_vm_ids(emu, service_id)["supernode"][0]
+    emu.set_vm_state(off, "POWEROFF")
+    emu.wait_service_state(service_id, "WARNING")
+    variables = {"flower_service_name": "fl-warn", "flower_supernode_count": 3}
+
+    run = ansible.playbook(str(ROOT / "playbooks" / "scale.yml"), variables, timeout=120)
+    assert run.rc != 0
+    scale = run["Scale the supernode role and wait for the new SuperNodes"]
+    assert scale["msg"].startswith(f"cannot scale service {service_id}: it is WARNING"), scale
+    assert f"(VM {off}, POWEROFF) of role supernode" in scale["msg"]
+    assert emu.service(service_id)["roles"][1]["cardinality"] == 2
+
+    bad = ansible.playbook(
+        str(ROOT / "playbooks" / "scale.yml"), {**variables, "flower_on_warning": "later"}
+    )
+    assert bad.rc != 0
+    assert "flower_on_warning=later: allowed: warn, wait, resume, fail" in bad.stdout, bad.output
+
+
+def _doc_jq_programs():
+    """The jq programs docs/deploy.md gives to build the instantiate values by hand."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    return re.findall(r"jq --arg net 3 '(.*?)' > flower-values\.json", text, re.S)
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+@pytest.mark.parametrize(
+    ("version", "path", "refusal"),
+    [
+        ("7.0", "flower-service.yaml", "User Inputs but no values"),
+        ("6.10", "flower-service-6.10.yaml", "custom attributes but no values"),
+    ],
+)
+def test_deploy_doc_instantiate_by_hand(make_emulator, helpers, version, path, refusal):
+    """What docs/deploy.md says: without values OneFlow answers 400; the values its jq command
+    builds from `oneflow-template show --json` (every input with the default of its spec, the
+    network) are accepted."""
+    programs = _doc_jq_programs()
+    assert len(programs) == 2, programs
+    program = programs[0] if version == "7.0" else programs[1]
+    emu = make_emulator(version=version)
+    body = yaml.safe_load((ROOT / "oneflow" / path).read_text())
+    template_id = emu.add_service_template(body)
+    status, shown = helpers.oneflow_call(emu, "GET", f"/service_template/{template_id}")
+    assert status == 200
+    status, text = helpers.oneflow_call(
+        emu,
+        "POST",
+        f"/service_template/{template_id}/action",
+        {"action": {"perform": "instantiate"}},
+    )
+    assert status == 400 and refusal in text
+    values = json.loads(
+        subprocess.run(
+            ["jq", "--arg", "net", "0", program],
+            input=shown,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    key = "user_inputs" if version == "7.0" else "custom_attrs"
+
+    def defaults(specs):
+        return {name: (spec.split("|") + [""] * 5)[4] for name, spec in specs.items()}
+
+    assert values[f"{key}_values"] == defaults(body[key])
+    roles = [
+        {"name": r["name"], f"{key}_values": defaults(r[key])} if key in r else {"name": r["name"]}
+        for r in body["roles"]
+    ]
+    assert values["roles"] == roles  # 7.0 by name (both roles have inputs), 6.10 by position
+    assert values["networks_values"] == [{"Private": {"id": "0"}}]
+    request = {"action": {"perform": "instantiate", "params": {"merge_template": values}}}
+    status, text = helpers.oneflow_call(
+        emu, "POST", f"/service_template/{template_id}/action", request
+    )
+    assert status == 201, text
