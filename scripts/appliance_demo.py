@@ -217,21 +217,25 @@ class Demo:
         return block["tool"]["flwr"]["federations"]["appliance"]["address"]
 
     # --------------------------------------------------------------------------- flwr
-    def flwr(self, *args: str, tls: bool = True, timeout: float = 900):
-        """scripts/flwr_run_check.py on the demo app against the deployed SuperLink."""
-        federation = ["appliance", "--root-certificates", str(self.ca_file)] if tls else ["local"]
+    def flwr(self, *args: str, tls: bool = True, timeout: float = 900,
+             address: str | None = None, ca_file: Path | None = None):  # fmt: skip
+        """scripts/flwr_run_check.py on the demo app against the deployed SuperLink (or the
+        SuperLink whose Control API ``address`` and CA file are given)."""
+        ca = str(ca_file or self.ca_file)
+        federation = ["appliance", "--root-certificates", ca] if tls else ["local"]
         cmd = [str(FLWR_PYTHON), str(ROOT / "scripts" / "flwr_run_check.py"), str(APP),
-               *federation, "--address", self.control_address(), *args]  # fmt: skip
+               *federation, "--address", address or self.control_address(), *args]  # fmt: skip
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                               check=False)  # fmt: skip
 
     def train(self, rounds: int = 3, *config: str, min_accuracy: float = 0.85,
-              timeout: float = 600) -> dict:  # fmt: skip
+              timeout: float = 600, address: str | None = None,
+              ca_file: Path | None = None) -> dict:  # fmt: skip
         out = self.dir / "run.json"
         run_config = " ".join([f"num-server-rounds={rounds}", *config])
         proc = self.flwr("--run-config", run_config, "--min-rounds", str(rounds),
                          "--min-accuracy", str(min_accuracy), "--json-out", str(out),
-                         "--timeout", str(timeout))  # fmt: skip
+                         "--timeout", str(timeout), address=address, ca_file=ca_file)  # fmt: skip
         print(proc.stdout[-6000:], proc.stderr[-3000:], sep="\n")
         if proc.returncode != 0:
             raise DemoError("the demo run did not pass its checks")

@@ -10,7 +10,8 @@ for this host only), SuperNode authentication (nodes registered from OneGate as 
 go), a SuperNode reading all OneGate shows it (no private key, no password), a SuperNode
 rewriting the SuperLink's FL_ENDPOINT and FL_CA_CERT (neither another SuperNode nor
 deploy.yml is misled), and deploy.yml, site.yml and rotate_certs.yml at -vvv (no key, token or
-password in their output).
+password in their output). Last, the seeds' quick start: VMs instantiated from the VM templates
+outside OneFlow, trained over TLS.
 
 Needs Docker and ``make appliance-images`` (the Makefile's ``lifecycle`` target does both).
 """
@@ -25,8 +26,10 @@ import re
 import secrets
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
+import xmlrpc.client
 from pathlib import Path
 
 import pytest
@@ -423,3 +426,126 @@ def test_scaling_down_unregisters_the_removed_node(demo, deployed, tmp_path):
             break
         assert time.monotonic() < deadline, f"the removed node is accepted: {refusals[-2000:]}"
         time.sleep(5)
+
+
+# ------------------------------------------------------------------------- quick start
+def oned(demo, method, *args):
+    """One oned XML-RPC call as oneadmin; the answer's value (its error raised)."""
+    url = json.loads(demo.env_file.read_text())["ONE_URL"]
+    answer = getattr(xmlrpc.client.ServerProxy(url), method)(f"oneadmin:{ADMIN_PASSWORD}", *args)
+    assert answer[0], f"{method}: {answer[1]}"
+    return answer[1]
+
+
+def instantiate(demo, template_name, vm_name, context):
+    """onetemplate instantiate of a VM template (no OneFlow), the context given in full as the
+    seeds' templates have it (NETWORK, TOKEN, REPORT_READY) plus the quick start's variables."""
+    (template_id,) = [t["id"] for t in demo.emulator("/_emulator/state")["vm_templates"]
+                      if t["name"] == template_name]  # fmt: skip
+    context = {"NETWORK": "YES", "TOKEN": "YES", "REPORT_READY": "YES", **context}
+    extra = "CONTEXT = [ " + ", ".join(f'{k} = "{v}"' for k, v in context.items()) + " ]"
+    return oned(demo, "one.template.instantiate", template_id, vm_name, False, extra)
+
+
+def wait_published(demo, vm_id, key, timeout=600):
+    """The VM's USER_TEMPLATE once it holds ``key`` or FL_ERROR."""
+    deadline = time.monotonic() + timeout
+    while True:
+        published = user_template(demo, vm_id)
+        if key in published or "FL_ERROR" in published:
+            return published
+        assert time.monotonic() < deadline, f"VM {vm_id}: no {key} in {timeout} s: {published}"
+        time.sleep(2)
+
+
+def test_quick_start_vms_from_templates_train_over_tls(demo, deployed, tmp_path):
+    """The seeds' quick start (000_*): VMs instantiated from the VM templates, no OneFlow. The
+    SuperLink makes its CA at boot (TLS on) and publishes it; each SuperNode is given the
+    SuperLink's address, that CA and its node config in its context and asks OneGate for no
+    service; they train end to end over TLS. A SuperNode given the address alone (the quick
+    start as first written, TLS on by default) fails saying what to set. Node authentication is
+    off on these VMs: outside a service nothing registers a SuperNode's key at boot
+    (docs/security.md)."""
+    started = time.monotonic()
+    tag = f"qs-{demo.id}"
+    no_auth = {"ONEAPP_FL_NODE_AUTH_ENABLED": "NO"}
+    vms = []
+    try:
+        control = {"ONEAPP_FL_CONTROL_ALLOWED_CIDRS": demo.gateway()}
+        superlink = instantiate(
+            demo, "Flower SuperLink", f"{tag}-superlink", {**no_auth, **control}
+        )
+        vms.append(superlink)
+        deadline = time.monotonic() + 120
+        while True:  # the container (and its address) comes with the VM's deployment
+            try:
+                address = vm_ip(demo, superlink)
+            except (subprocess.CalledProcessError, urllib.error.HTTPError):
+                address = ""
+            if address:
+                break
+            assert time.monotonic() < deadline, "the SuperLink VM has no container"
+            time.sleep(1)
+        bare = instantiate(demo, "Flower SuperNode", f"{tag}-bare",
+                           {"ONEAPP_FL_SUPERLINK_ADDRESS": f"{address}:9092"})  # fmt: skip
+        vms.append(bare)
+
+        published = wait_published(demo, superlink, "FL_READY")
+        assert published.get("FL_READY") == "YES", published
+        assert published["FL_TLS"] == "YES" and "SERVICE_ID" not in published
+        assert published["FL_ENDPOINT"] == f"{address}:9092"
+        ca_base64 = published["FL_CA_CERT"]
+        booted = time.monotonic() - started
+
+        nodes = [
+            instantiate(demo, "Flower SuperNode", f"{tag}-supernode-{i}", {
+                **no_auth,
+                "ONEAPP_FL_SUPERLINK_ADDRESS": f"{address}:9092",
+                "ONEAPP_FL_SSL_CA_CERTFILE": ca_base64,
+                "ONEAPP_FL_NODE_CONFIG": f"partition-id={i} num-partitions=2",
+            })
+            for i in range(2)
+        ]  # fmt: skip
+        vms += nodes
+
+        refused = wait_published(demo, bare, "FL_NODE_READY")
+        assert "FL_NODE_READY" not in refused, refused
+        error = refused["FL_ERROR"]
+        assert "in no OneFlow service" in error, error
+        assert "ONEAPP_FL_SSL_CA_CERTFILE" in error and "ONEAPP_FL_NODE_CONFIG" in error, error
+
+        for node in nodes:
+            ready = wait_published(demo, node, "FL_NODE_READY")
+            if "FL_ERROR" in ready:
+                log = in_vm(demo, node, "journalctl", "-u", "flower-appliance", "--no-pager")
+                pytest.fail(f"VM {node}: {ready['FL_ERROR']}\n{log.stdout[-3000:]}")
+            assert ready["FL_NODE_READY"] == "YES" and "SERVICE_ID" not in ready
+            boot_log = in_vm(
+                demo, node, "journalctl", "-u", "flower-appliance", "--no-pager"
+            ).stdout
+            assert "Read this VM from OneGate" in boot_log  # GET /vm, its own
+            assert "Wait for the SuperLink to publish FL_READY" not in boot_log  # no /service
+        joined = time.monotonic() - started
+
+        ca_file = tmp_path / "quick-start-ca.crt"
+        ca_file.write_bytes(base64.b64decode(ca_base64))
+        since = vm_clock(demo, superlink)
+        try:
+            result = demo.train(1, min_accuracy=0.5, timeout=300, address=f"{address}:9093",
+                                ca_file=ca_file)  # fmt: skip
+        except appliance_demo.DemoError:
+            print(flower_logs(demo, superlink, "flower-superlink", since)[-4000:])
+            for node in nodes:
+                print(flower_logs(demo, node, "flower-supernode", since)[-3000:])
+            raise
+        assert result["status"] == "finished:completed"
+        assert result["rounds"][-1]["accuracy"] > 0.5
+        trained = time.monotonic() - started
+        print(f"quick start: SuperLink FL_READY {booted:.0f} s, SuperNodes ready {joined:.0f} s,"
+              f" trained {trained:.0f} s after the first instantiate")  # fmt: skip
+    finally:
+        for vm_id in vms:
+            try:
+                oned(demo, "one.vm.action", "terminate-hard", vm_id)
+            except (AssertionError, OSError) as exc:
+                print(f"VM {vm_id} not terminated: {exc}")
