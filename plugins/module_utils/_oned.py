@@ -9,8 +9,8 @@ OneFlow stores only ID/NAME per node, so IPs and USER_TEMPLATE keys (READY, FL_*
 All VMs of a service are read in **one** call, ``one.vmpool.infoset("<id>,<id>,...", true)``
 (oned ``VirtualMachinePoolInfoSet``, signature ``A:ssb`` in 7.x: session, comma-separated ids,
 extended). When oned refuses that call (an older oned without it, or a proxy that only allows some
-methods) the VMs are read per id range with ``one.vmpool.infoextended(-2, first, last, -1)``
-(all VMs the user can see, any state but DONE), one call per run of ids with gaps of at most
+methods) the VMs are read per id range with ``one.vmpool.infoextended(-2, first, last, -2)``
+(all VMs the user can see, in any state, DONE included as infoset returns them), one call per run of ids with gaps of at most
 :data:`RANGE_GAP`, keeping only the requested ids. Authentication/authorization failures are not
 retried that way: they would fail the same.
 
@@ -189,11 +189,11 @@ class OnedClient:
                     -2,
                     first,
                     last,
-                    -1,
+                    -2,
                 )
             except Exception as exc:
                 raise OnedError(
-                    f"one.vmpool.infoextended(-2, {first}, {last}, -1) failed: {exc}"
+                    f"one.vmpool.infoextended(-2, {first}, {last}, -2) failed: {exc}"
                 ) from exc
             found.update(self._select(pool, wanted))
         return found

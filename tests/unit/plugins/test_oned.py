@@ -67,7 +67,7 @@ def test_fallback_per_range_when_infoset_is_refused():
     client = OnedClient(None, server=server)
     vms = client.vms([1, 2, 5, 300])
     assert sorted(vms) == [1, 2, 5, 300]  # only the requested ids, not 3 and 4
-    assert server.log[1:] == [("infoextended", -2, 1, 5, -1), ("infoextended", -2, 300, 300, -1)]
+    assert server.log[1:] == [("infoextended", -2, 1, 5, -2), ("infoextended", -2, 300, 300, -2)]
     assert "Method not found" in client.infoset_refused
     client.vms([1])  # refused once: straight to the fallback afterwards
     assert [c[0] for c in server.log].count("infoset") == 1
@@ -143,7 +143,7 @@ def test_pyone_fallback_against_an_oned_without_infoset(oned, tls):
     client = OnedClient(Credentials(url, "u", "p", "test"), ca_path=tls["ca"], retries=0)
     vms = client.vms([1, 2, 3, 4])
     assert sorted(vms) == [1, 2, 3, 4]
-    assert calls == [("one.vmpool.infoextended", "u:p", -2, 1, 4, -1)]
+    assert calls == [("one.vmpool.infoextended", "u:p", -2, 1, 4, -2)]
     assert client.calls == ["one.vmpool.infoset", "one.vmpool.infoextended"]
 
 
