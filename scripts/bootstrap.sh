@@ -12,7 +12,7 @@ FLOWER_VERSION=${FLOWER_VERSION:-1.42.0}
 FLOWER_OLDEST=1.25.0
 ANSIBLE_BUNDLE_VERSION=${ANSIBLE_BUNDLE_VERSION:-12.3.0}
 COLLECTIONS=(community/docker community/crypto community/general ansible/posix)
-APT_PACKAGES=(docker.io debootstrap rsync iproute2 python3-venv)
+APT_PACKAGES=(docker.io debootstrap rsync iproute2 python3-venv jq)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*"; }
 

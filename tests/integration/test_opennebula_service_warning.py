@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -133,7 +132,6 @@ def _doc_jq_programs():
     return re.findall(r"jq --arg net 3 '(.*?)' > flower-values\.json", text, re.S)
 
 
-@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 @pytest.mark.parametrize(
     ("version", "path", "refusal"),
     [
