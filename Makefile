@@ -17,28 +17,33 @@ ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
 endif
 SCENARIOS ?= docker tls firewall superlink supernode appliance e2e
-export FLOWER_VERSION FLOWER_TEST_ID
+export FLOWER_VERSION FLOWER_TEST_ID FLOWER_REGISTRY_PORT
 
 VENV := .venv
 FLWR_PY := .venv-flwr-$(FLOWER_VERSION)/bin/python
 IMAGES := .cache/images
 IMAGE_ARCHIVE := $(IMAGES)/flower-$(FLOWER_VERSION)-sklearn.tar
+# The test registry; the scenarios' VMs reach it as flower-registry.test:$(FLOWER_REGISTRY_PORT).
+FLOWER_REGISTRY_PORT ?= 5443
+REGISTRY_DIR := $(CURDIR)/.cache/registry
 ACTIVATE := source $(VENV)/bin/activate &&
 MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(FLOWER_TEST_ID)/$(1) \
 	molecule $(2) -s $(1)
 DEMO_ID := demo
 
-.PHONY: help bootstrap images images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test e2e-oldest e2e-converge-verify demo demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images registry registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test e2e-oldest e2e-converge-verify demo demo-down bench bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
-	@echo "Other targets: bootstrap images appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
+	@echo "Other targets: bootstrap images registry registry-down appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
-# Base images (debootstrap, once) and the Flower image archive the scenarios load.
-images: bootstrap
+# Base images (debootstrap, once), the Flower image archive the scenarios load, and the test
+# registry the e2e scenario pulls from, filled as Docker Hub holds Flower's images
+# (flwr/<component>:<version>) plus the framework images (flower-<component>:<version>-sklearn).
+images: bootstrap registry
 	bash scripts/build-base-images.sh
 	@mkdir -p $(IMAGES)
 	@[ -f $(IMAGES)/local-debian-bookworm.tar ] || docker save local/debian:bookworm -o $(IMAGES)/local-debian-bookworm.tar
@@ -46,7 +51,16 @@ images: bootstrap
 	  -e ansible_python_interpreter=$(CURDIR)/$(VENV)/bin/python \
 	  -e flower_images_version=$(FLOWER_VERSION) \
 	  -e flower_images_base_image=local/debian:bookworm \
-	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt
+	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt \
+	  -e @$(REGISTRY_DIR)/vars.yml
+
+# The test registry (scripts/test-registry.sh): TLS with a test CA, basic auth, shared by every
+# test id of this checkout and reused; registry-down stops it (its data stays in $(REGISTRY_DIR)).
+registry:
+	bash scripts/test-registry.sh start
+
+registry-down:
+	bash scripts/test-registry.sh stop
 
 lint: bootstrap
 	$(ACTIVATE) yamllint --strict .

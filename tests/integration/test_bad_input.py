@@ -117,6 +117,52 @@ CASES = {
         {"docker_source": "snap"},
         ["docker_source", "snap", "ce, distribution"],
     ),
+    "registry-without-address": (
+        "docker",
+        "configure",
+        {"docker_registries": [{"ca_cert": "", "username": "u", "password": "hunter2-secret"}]},
+        ["Invalid docker_registries: entry 0 (address ) has no address", "host[:port]"],
+    ),
+    "registry-address-url": (
+        "docker",
+        "install",
+        {"docker_registries": [{"address": "https://registry.example.com/v2"}]},
+        ["https://registry.example.com/v2 is not a registry address", "no scheme or path"],
+    ),
+    "registry-password-without-username": (
+        "docker",
+        "configure",
+        {"docker_registries": [{"address": "registry.example.com:5000", "password": "s3cr3t-pw"}]},
+        ["entry 0 (address registry.example.com:5000) has a password without a username"],
+    ),
+    "registry-ca-not-pem": (
+        "docker",
+        "configure",
+        {"docker_registries": [{"address": "[fd00::1]:5000", "ca_cert": "not a certificate"}]},
+        ["entry 0 (address [fd00::1]:5000): ca_cert is not a PEM certificate"],
+    ),
+    "registry-twice": (
+        "docker",
+        "configure",
+        {"docker_registries": [{"address": "r.example:5000"}, {"address": "r.example:5000"}]},
+        ["address r.example:5000 is listed more than once"],
+    ),
+    "registry-not-a-list": (
+        "docker",
+        "configure",
+        {"docker_registries": {"address": "r.example:5000"}},
+        ["docker_registries", "list"],
+    ),
+    "image-registry-scheme": (
+        "superlink",
+        "install",
+        {"superlink_image_registry": "https://registry.example.com/"},
+        [
+            "flower_container_image_registry='https://registry.example.com/'",
+            "superlink_image_registry",
+            "host[:port][/path]",
+        ],
+    ),
     "fleet-cidrs": (
         "superlink",
         "configure",
@@ -216,5 +262,7 @@ def test_refused_before_any_change(case, tmp_path):
     assert proc.returncode != 0, output
     for text in expected:
         assert text in output, f"{text!r} not in the error output:\n{output}"
+    # Passwords in the cases (registry entries) never show up, not even in the refusal.
+    assert "hunter2" not in output and "s3cr3t" not in output, output
     assert "changed=0" in output, output
     assert list(workdir.iterdir()) == []
