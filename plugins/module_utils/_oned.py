@@ -10,9 +10,9 @@ All VMs of a service are read in **one** call, ``one.vmpool.infoset("<id>,<id>,.
 (oned ``VirtualMachinePoolInfoSet``, signature ``A:ssb`` in 7.x: session, comma-separated ids,
 extended). When oned refuses that call (an older oned without it, or a proxy that only allows some
 methods) the VMs are read per id range with ``one.vmpool.infoextended(-2, first, last, -2)``
-(all VMs the user can see, in any state, DONE included as infoset returns them), one call per run of ids with gaps of at most
-:data:`RANGE_GAP`, keeping only the requested ids. Authentication/authorization failures are not
-retried that way: they would fail the same.
+(all VMs the user can see, in any state, DONE included as infoset returns them), one call per
+run of ids with gaps of at most :data:`RANGE_GAP`, keeping only the requested ids.
+Authentication/authorization failures are not retried that way: they would fail the same.
 
 TLS: pyone posts with ``requests`` and passes its ``https_verify`` to ``requests``' ``verify``, so
 ``validate_certs=false`` -> ``False`` and ``ca_path`` -> the CA bundle path really apply.
