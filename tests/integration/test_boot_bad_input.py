@@ -33,20 +33,25 @@ def shell_quoted(value):
     return f'"{escaped}"'
 
 
+def boot(emu, ansible, tmp_path, vm_id, context, settings):
+    """boot.yml as the VM's boot hook runs it: ``context`` on top of the VM's own (one_env),
+    ``settings`` the baked appliance.yml."""
+    env = {**emu.vm_context_env(vm_id), **context}
+    one_env = tmp_path / "one_env"
+    one_env.write_text("".join(f"export {k}={shell_quoted(v)}\n" for k, v in env.items()))
+    baked = tmp_path / "appliance.yml"
+    baked.write_text(settings)
+    return ansible.playbook(
+        str(BOOT),
+        {"flower_appliance_settings": str(baked), "flower_one_env_file": str(one_env)},
+    )
+
+
 @pytest.mark.parametrize("role", ["superlink", "supernode"])
 def test_every_bad_variable_is_refused_before_anything_changes(emu, ansible, tmp_path, role):
     vm_id = emu.add_vm(f"flower-{role}")
     bad = invalid_context(role)
-    env = {**emu.vm_context_env(vm_id), **bad}
-    one_env = tmp_path / "one_env"
-    one_env.write_text("".join(f"export {k}={shell_quoted(v)}\n" for k, v in env.items()))
-    settings = tmp_path / "appliance.yml"
-    settings.write_text(f"flower_appliance_role: {role}\n")
-
-    run = ansible.playbook(
-        str(BOOT),
-        {"flower_appliance_settings": str(settings), "flower_one_env_file": str(one_env)},
-    )
+    run = boot(emu, ansible, tmp_path, vm_id, bad, f"flower_appliance_role: {role}\n")
 
     assert run.rc != 0, run.output
     check = run["Read and check the context variables"]
@@ -75,20 +80,12 @@ def test_a_release_or_framework_the_image_does_not_hold_is_refused(emu, ansible,
     asking for another Flower release and framework."""
     vm_id = emu.add_vm("flower-supernode")
     asked = {"ONEAPP_FLOWER_VERSION": "1.41.0", "ONEAPP_FL_FRAMEWORK": "pytorch"}
-    env = {**emu.vm_context_env(vm_id), **asked}
-    one_env = tmp_path / "one_env"
-    one_env.write_text("".join(f"export {k}={shell_quoted(v)}\n" for k, v in env.items()))
-    settings = tmp_path / "appliance.yml"
-    settings.write_text(
+    settings = (
         "flower_appliance_role: supernode\n"
         "supernode_image_source: load\n"
         f"supernode_image_archive: {tmp_path / 'removed-at-bake.tar'}\n"
     )
-
-    run = ansible.playbook(
-        str(BOOT),
-        {"flower_appliance_settings": str(settings), "flower_one_env_file": str(one_env)},
-    )
+    run = boot(emu, ansible, tmp_path, vm_id, asked, settings)
 
     assert run.rc != 0, run.output
     refusal = run["Refuse a Flower release or framework the image does not hold"]

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from e2e_playbook import run_playbook
 
 testinfra_hosts = ["ansible://superlink"]
 
@@ -72,18 +73,8 @@ def activated_nodes(host):
 
 
 def playbook(name, *args):
-    """Run one of the collection's playbooks on the scenario's inventory, as an operator would."""
-    proc = subprocess.run(
-        [
-            "ansible-playbook", f"playbooks/{name}",
-            "-i", f"{os.environ['MOLECULE_EPHEMERAL_DIRECTORY']}/inventory", *args,
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return proc
+    """One of the collection's playbooks on the scenario's inventory."""
+    return run_playbook(f"playbooks/{name}", *args)
 
 
 def test_plain_text_client_is_refused(host):

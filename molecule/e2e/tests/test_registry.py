@@ -8,11 +8,10 @@ and the Flower fixes. Runs after test_federation.py (file order): the demo train
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from e2e_playbook import run_playbook
 
 testinfra_hosts = ["ansible://all"]
 
@@ -39,17 +38,7 @@ def image(host, ref):
 
 
 def playbook(*args):
-    proc = subprocess.run(
-        [
-            "ansible-playbook", str(PHASES), "-v",
-            "-i", f"{os.environ['MOLECULE_EPHEMERAL_DIRECTORY']}/inventory", *args,
-        ],
-        cwd=ROOT,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return proc
+    return run_playbook(PHASES, "-v", *args, timeout=900)
 
 
 def test_container_runs_the_image_derived_from_the_registry(host):
