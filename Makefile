@@ -31,28 +31,34 @@ MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(
 	molecule $(2) -s $(1)
 DEMO_ID := demo
 
-.PHONY: help bootstrap images registry registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test e2e-oldest e2e-converge-verify demo demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images registry registry-images registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule lifecycle test e2e-oldest e2e-converge-verify demo demo-down bench bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
-	@echo "Other targets: bootstrap images registry registry-down appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
+	@echo "Other targets: bootstrap images registry registry-images registry-down appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
 
 bootstrap:
 	bash scripts/bootstrap.sh
 
-# Base images (debootstrap, once), the Flower image archive the scenarios load, and the test
-# registry the e2e scenario pulls from, filled as Docker Hub holds Flower's images
-# (flwr/<component>:<version>) plus the framework images (flower-<component>:<version>-sklearn).
-images: bootstrap registry
-	bash scripts/build-base-images.sh
-	@mkdir -p $(IMAGES)
-	@[ -f $(IMAGES)/local-debian-bookworm.tar ] || docker save local/debian:bookworm -o $(IMAGES)/local-debian-bookworm.tar
-	$(ACTIVATE) ansible-playbook playbooks/build_images.yml \
+# The collection's own image builds (playbooks/build_images.yml) with this machine's settings.
+BUILD_IMAGES = $(ACTIVATE) ansible-playbook playbooks/build_images.yml \
 	  -e ansible_python_interpreter=$(CURDIR)/$(VENV)/bin/python \
 	  -e flower_images_version=$(FLOWER_VERSION) \
 	  -e flower_images_base_image=local/debian:bookworm \
-	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt \
-	  -e @$(REGISTRY_DIR)/vars.yml
+	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt
+
+# Base images (debootstrap, once) and the Flower image archive the scenarios load.
+images: bootstrap
+	bash scripts/build-base-images.sh
+	@mkdir -p $(IMAGES)
+	@[ -f $(IMAGES)/local-debian-bookworm.tar ] || docker save local/debian:bookworm -o $(IMAGES)/local-debian-bookworm.tar
+	$(BUILD_IMAGES)
+
+# The test registry the e2e scenario pulls from, filled as Docker Hub holds Flower's images
+# (flwr/<component>:<version>) plus the framework images (flower-<component>:<version>-sklearn):
+# the same build (Docker's cache makes it a no-op), then the pushes.
+registry-images: images registry
+	$(BUILD_IMAGES) -e @$(REGISTRY_DIR)/vars.yml
 
 # The test registry (scripts/test-registry.sh): TLS with a test CA, basic auth, shared by every
 # test id of this checkout and reused; registry-down stops it (its data stays in $(REGISTRY_DIR)).
@@ -75,7 +81,7 @@ unit: bootstrap
 	$(ACTIVATE) python -m pytest -q tests/unit tests/emulator tests/integration --ignore=tests/unit/test_demo_task.py
 	$(FLWR_PY) -m pytest -q tests/unit/test_demo_task.py
 
-molecule: images
+molecule: registry-images
 	@for s in $(SCENARIOS); do \
 	  echo "== molecule test -s $$s (id $(FLOWER_TEST_ID))"; \
 	  $(call MOLECULE,$$s,test) || exit 1; \
@@ -90,7 +96,7 @@ lifecycle: appliance-images
 e2e-oldest: bootstrap
 	$(MAKE) --no-print-directory FLOWER_VERSION=$(FLOWER_OLDEST) e2e-converge-verify
 
-e2e-converge-verify: images
+e2e-converge-verify: registry-images
 	@echo "== molecule converge, verify, destroy -s e2e (Flower $(FLOWER_VERSION), id $(FLOWER_TEST_ID))"
 	status=0; { $(call MOLECULE,e2e,converge) && $(call MOLECULE,e2e,verify); } || status=$$?; \
 	  $(call MOLECULE,e2e,destroy); exit $$status
@@ -99,12 +105,7 @@ test: lint unit molecule e2e-oldest lifecycle
 
 # The pytorch and tensorflow variants (not in CI: PyPI's torch is a CUDA build of several GB).
 images-frameworks: images
-	$(ACTIVATE) ansible-playbook playbooks/build_images.yml \
-	  -e ansible_python_interpreter=$(CURDIR)/$(VENV)/bin/python \
-	  -e flower_images_version=$(FLOWER_VERSION) \
-	  -e flower_images_base_image=local/debian:bookworm \
-	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt \
-	  -e '{"flower_images_frameworks": ["pytorch", "tensorflow"]}'
+	$(BUILD_IMAGES) -e '{"flower_images_frameworks": ["pytorch", "tensorflow"]}'
 	docker run --rm --entrypoint python3 localhost/flower-supernode:$(FLOWER_VERSION)-pytorch \
 	  -c 'import flwr, torch; print("pytorch variant:", flwr.__version__, torch.__version__)'
 	docker run --rm --entrypoint python3 localhost/flower-supernode:$(FLOWER_VERSION)-tensorflow \
