@@ -5,8 +5,9 @@
 one-context-standin:
 	bash scripts/one-context-standin/build-deb.sh
 
-# local/flower-appliance-{superlink,supernode}:$(FLOWER_VERSION); cached on a hash of the inputs.
-appliance-images: images
+# local/flower-appliance-{superlink,supernode}:$(FLOWER_VERSION), baked as a default Packer bake
+# (images pulled from a registry: the test registry); cached on a hash of the inputs.
+appliance-images: registry-images
 	bash scripts/build-appliance-images.sh
 
 test-container-vms: appliance-images

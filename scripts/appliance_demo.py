@@ -81,7 +81,6 @@ class Demo:
             "--admin-password", self.admin_password,
             "--containers", "--network", self.network, "--name-prefix", self.network,
             "--context-dir", str(self.dir / "context"),
-            "--volume", f"{ROOT / '.cache' / 'images'}:/var/cache/flower-images:ro",
         ]  # fmt: skip
         for name, image in APPLIANCES.items():
             args += ["--appliance", f"{name}={image}"]

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Bake the container counterparts of the SuperLink / SuperNode QCOW2 appliances, with the same
-# playbooks/bake.yml, for the emulator's container backend (opennebula_emulator/README.md):
+# Bake the container counterparts of the SuperLink / SuperNode QCOW2 appliances, as a default
+# Packer bake does (no image archive: the roles pull Flower's stock flwr/<component>:<version>
+# and derive the images with the apps' packages), with the same playbooks/bake.yml, for the
+# emulator's container backend (opennebula_emulator/README.md):
 #   local/flower-appliance-superlink:<FLOWER_VERSION>
 #   local/flower-appliance-supernode:<FLOWER_VERSION>
-# Each starts as a systemd container of local/debian-systemd-dind:bookworm (the Flower image
-# archive bind-mounted read-only at /var/cache/flower-images), bake.yml runs against it through
-# the community.docker.docker connection, and the stopped container is committed. The inner
-# Docker store (/var/lib/docker) is a volume, so it is not in the image: the appliance loads
-# the Flower image from the archive at boot, mounted at the same path by the container backend.
+# The registry is the test registry (scripts/test-registry.sh, `make registry-images`: Flower's
+# images as Docker Hub holds them), reached as flower-registry.test with its CA and login
+# (docker_registries); bake.yml logs out again, so no credential is baked.
+# Each bake starts as a systemd container of local/debian-systemd-dind:bookworm, bake.yml runs
+# against it through the community.docker.docker connection, and the stopped container is
+# committed. Its inner Docker store (/var/lib/docker) is a volume, which a commit does not keep,
+# where a QCOW2 keeps its disk: the baked images are saved into the image
+# (/var/lib/flower-bake/images.tar) and loaded at boot by flower-bake-images.service, before
+# the boot hook runs. That unit is this stand-in's, not the appliance's.
 #
 # Usage: scripts/build-appliance-images.sh [superlink] [supernode]     (default: both)
 # Env:   FLOWER_VERSION (1.42.0), REBUILD=1 (ignore the cache), FLOWER_TEST_ID (names),
 #        APPLIANCE_BASE_IMAGE (local/debian-systemd-dind:bookworm),
-#        APPLIANCE_DOCKER_SOURCE (distribution: Docker's own repository is not reachable here)
+#        APPLIANCE_DOCKER_SOURCE (distribution: Docker's own repository is not reachable here),
+#        FLOWER_REGISTRY_PORT (5443)
 # Cache: an image is kept when its label org.opennebula.flower.appliance.inputs equals the
 # hash of the inputs (roles/, playbooks/, plugins/, meta/, galaxy.yml, this script, the base
-# image id, the archive's name, the one-context stand-in package).
+# image id, the ids of the stock images the registry holds, the one-context stand-in package).
 set -euo pipefail
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/.."
@@ -25,10 +32,10 @@ BASE_IMAGE=${APPLIANCE_BASE_IMAGE:-local/debian-systemd-dind:bookworm}
 RUN_ID=${FLOWER_TEST_ID:-b$(date +%s%N | cut -c6-15)}
 REBUILD=${REBUILD:-0}
 DOCKER_SOURCE=${APPLIANCE_DOCKER_SOURCE:-distribution}
-ARCHIVE_DIR=$ROOT/.cache/images
-ARCHIVE=flower-$FLOWER_VERSION-sklearn.tar
-IN_ARCHIVE=/var/cache/flower-images/$ARCHIVE
+REGISTRY_DIR=$ROOT/.cache/registry
+REGISTRY=flower-registry.test:${FLOWER_REGISTRY_PORT:-5443}
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+SEED=/var/lib/flower-bake/images.tar
 LABEL=org.opennebula.flower.appliance
 ROLES=("$@")
 [ ${#ROLES[@]} -gt 0 ] || ROLES=(superlink supernode)
@@ -42,7 +49,14 @@ die() {
 for role in "${ROLES[@]}"; do
   case $role in superlink | supernode) ;; *) die "unknown role $role" ;; esac
 done
-[ -f "$ARCHIVE_DIR/$ARCHIVE" ] || die "$ARCHIVE_DIR/$ARCHIVE is missing (make images)"
+bash scripts/test-registry.sh status >/dev/null || die "the test registry is not running (make registry-images)"
+stock_ids() {
+  for role in superlink supernode; do
+    docker image inspect -f '{{.Id}}' "localhost/flower-$role:$FLOWER_VERSION-stock" 2>/dev/null \
+      || die "localhost/flower-$role:$FLOWER_VERSION-stock is missing (make registry-images)"
+  done
+}
+stock_ids >/dev/null
 docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE is missing (make images)"
 [ -x .venv/bin/ansible-playbook ] || die ".venv is missing (make bootstrap)"
 
@@ -54,14 +68,17 @@ inputs_hash() {
       | LC_ALL=C sort -z | xargs -0 sha256sum
     sha256sum galaxy.yml "$SELF" "$DEB"
     docker image inspect -f '{{.Id}}' "$BASE_IMAGE"
-    echo "$ARCHIVE $DOCKER_SOURCE"
+    stock_ids
+    echo "$REGISTRY $DOCKER_SOURCE"
   } | sha256sum | cut -d' ' -f1
 }
 HASH=$(inputs_hash)
 
 image_of() { echo "local/flower-appliance-$1:$FLOWER_VERSION"; }
 TODO=()
+declare -A old
 for role in "${ROLES[@]}"; do
+  old[$role]=$(docker image inspect -f '{{.Id}}' "$(image_of "$role")" 2>/dev/null || true)
   have=$(docker image inspect -f "{{index .Config.Labels \"$LABEL.inputs\"}}" "$(image_of "$role")" 2>/dev/null || true)
   if [ "$REBUILD" = 0 ] && [ "$have" = "$HASH" ]; then
     log "$(image_of "$role") is up to date (inputs ${HASH:0:12}; REBUILD=1 to bake it again)"
@@ -92,7 +109,7 @@ for role in "${TODO[@]}"; do
     --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE \
     --security-opt seccomp=unconfined --cgroupns private \
     --tmpfs /run --tmpfs /run/lock --volume /var/lib/docker --stop-signal SIGRTMIN+3 \
-    --volume "$ARCHIVE_DIR/$ARCHIVE:$IN_ARCHIVE:ro" "${ca[@]}" \
+    --add-host "${REGISTRY%:*}:host-gateway" "${ca[@]}" \
     "$BASE_IMAGE" >/dev/null
 done
 for role in "${TODO[@]}"; do
@@ -106,11 +123,18 @@ done
   echo "  vars:"
   echo "    ansible_connection: community.docker.docker"
   echo "    ansible_python_interpreter: /usr/bin/python3"
+  echo "    docker_registries:"
+  echo "      - address: $REGISTRY"
+  echo "        username: $(cat "$REGISTRY_DIR/username")"
+  echo "        password: $(cat "$REGISTRY_DIR/password")"
+  echo "        ca_cert: |"
+  sed 's/^/          /' "$REGISTRY_DIR/ca.crt"
   echo "  children:"
   for role in "${TODO[@]}"; do
     printf '    %s:\n      hosts:\n        %s:\n' "$role" "$(name_of "$role")"
   done
 } >"$WORK/inventory.yml"
+chmod 600 "$WORK/inventory.yml"
 
 log "bake.yml on ${TODO[*]} (Flower $FLOWER_VERSION)"
 bake_start=$(date +%s)
@@ -118,8 +142,8 @@ bake_start=$(date +%s)
 source .venv/bin/activate
 ANSIBLE_CONFIG=$ROOT/ansible.cfg ansible-playbook -i "$WORK/inventory.yml" playbooks/bake.yml \
   -e "docker_source=$DOCKER_SOURCE" \
-  -e "superlink_image_source=load superlink_image_archive=$IN_ARCHIVE" \
-  -e "supernode_image_source=load supernode_image_archive=$IN_ARCHIVE" \
+  -e "superlink_image_registry=$REGISTRY supernode_image_registry=$REGISTRY" \
+  -e "superlink_build_ca_bundle=$CA_BUNDLE supernode_build_ca_bundle=$CA_BUNDLE" \
   -e "superlink_flower_version=$FLOWER_VERSION supernode_flower_version=$FLOWER_VERSION" \
   -e "appliance_one_context_package=$DEB"
 bake_s=$(($(date +%s) - bake_start))
@@ -127,7 +151,25 @@ bake_s=$(($(date +%s) - bake_start))
 for role in "${TODO[@]}"; do
   c=$(name_of "$role")
   image=$(image_of "$role")
-  # What a disk image should not carry: caches, logs, this machine's identity.
+  # The disk a QCOW2 keeps (see the top), then what a disk image should not carry: caches,
+  # logs, this machine's identity.
+  docker exec "$c" sh -c "mkdir -p ${SEED%/*} && docker save -o $SEED \$(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>')"
+  docker exec -i "$c" sh -c 'cat >/etc/systemd/system/flower-bake-images.service && systemctl enable -q flower-bake-images' <<UNIT
+[Unit]
+Description=Docker images of the bake (a stand-in for the disk a QCOW2 keeps)
+Requires=docker.service
+After=docker.service
+Before=flower-appliance.service
+ConditionPathExists=$SEED
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/docker load -q -i $SEED
+
+[Install]
+WantedBy=multi-user.target
+UNIT
   docker exec "$c" sh -c 'apt-get clean; rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /root/.ansible;
     touch -d @0 /var/lib/apt/lists; journalctl --rotate --vacuum-time=1s >/dev/null 2>&1;
     rm -rf /var/log/journal/*; : >/etc/machine-id'
@@ -139,6 +181,8 @@ for role in "${TODO[@]}"; do
     --change "LABEL $LABEL.inputs=$HASH $LABEL.role=$role $LABEL.flower-version=$FLOWER_VERSION" \
     --message "bake.yml ($role, Flower $FLOWER_VERSION)" \
     "$c" "$image" >/dev/null
+  # The image this one replaces, untagged now, goes (each holds a GB of saved images).
+  [ -z "${old[$role]}" ] || docker image rm "${old[$role]}" >/dev/null 2>&1 || true
   signal=$(docker image inspect -f '{{.Config.StopSignal}}' "$image")
   [ "$signal" = "SIGRTMIN+3" ] || die "$image: STOPSIGNAL is '$signal', not SIGRTMIN+3"
   docker rm -f -v "$c" >/dev/null

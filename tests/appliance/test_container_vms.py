@@ -38,7 +38,6 @@ from opennebula_emulator.containers import ContainerOptions  # noqa: E402
 FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 BASE_IMAGE = "local/debian-systemd-dind:bookworm"
 RUN_ID = f"{os.environ.get('FLOWER_TEST_ID', 't')}-{uuid.uuid4().hex[:6]}"
-ARCHIVE_DIR = ROOT / ".cache" / "images"
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -99,13 +98,11 @@ def vm_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cloud(vm_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    volumes = [f"{ARCHIVE_DIR}:/var/cache/flower-images:ro"] if ARCHIVE_DIR.is_dir() else []
     opts = ContainerOptions(
         network=f"one-emu-{RUN_ID}",
         run_id=RUN_ID,
         templates={"ctx-vm": vm_image},
         context_dir=tmp_path_factory.mktemp("context"),
-        volumes=volumes,
         poll_interval=0.2,
     )
     with Emulator(timings=fast_timings(), seed=11, containers=opts) as emu:

@@ -50,14 +50,15 @@ pki = _load("pki", "tests/pki.py")
 RUN_ID = f"lc{os.environ.get('FLOWER_TEST_ID', os.getpid())}"
 # OpenNebula's password in this run: distinctive, so that a leak into any output is found.
 ADMIN_PASSWORD = f"pw-{secrets.token_hex(12)}"
-ARCHIVE = f"/var/cache/flower-images/flower-{appliance_demo.VERSION}-sklearn.tar"
-# What the images were baked with: site.yml must be told the same.
+# What the images were baked with (scripts/build-appliance-images.sh): site.yml is told the same.
+REGISTRY = f"flower-registry.test:{os.environ.get('FLOWER_REGISTRY_PORT', '5443')}"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SITE_VARS = {
     "docker_source": "distribution",
-    "superlink_image_source": "load",
-    "superlink_image_archive": ARCHIVE,
-    "supernode_image_source": "load",
-    "supernode_image_archive": ARCHIVE,
+    "superlink_image_registry": REGISTRY,
+    "superlink_build_ca_bundle": CA_BUNDLE,
+    "supernode_image_registry": REGISTRY,
+    "supernode_build_ca_bundle": CA_BUNDLE,
 }
 
 
@@ -188,6 +189,33 @@ def test_deploy_reaches_ready_and_fl_ready(demo, deployed):
         or "TASK [" in deployed["output"]
     )
     assert not secrets_in(deployed["output"], ADMIN_PASSWORD)
+
+
+def test_vms_run_the_images_their_bake_pulled_and_derived(demo, deployed):
+    """Baked as a default Packer bake: Flower's stock image pulled from a registry, the image
+    the container runs derived from it; the registry's CA is kept, its login is not."""
+    password = (ROOT / ".cache" / "registry" / "password").read_text().strip()
+    for role in ("superlink", "supernode"):
+        vm_id = role_vms(demo, role)[0]
+        running = in_vm(
+            demo, vm_id, "docker", "inspect", "-f", "{{.Config.Image}}", f"flower-{role}"
+        )
+        assert running.stdout.strip() == f"localhost/flower-{role}:{appliance_demo.VERSION}-sklearn"
+        stock = in_vm(
+            demo,
+            vm_id,
+            "docker",
+            "image",
+            "inspect",
+            f"{REGISTRY}/flwr/{role}:{appliance_demo.VERSION}",
+        )
+        assert stock.returncode == 0, stock.stderr
+        assert (
+            in_vm(demo, vm_id, "test", "-s", f"/etc/docker/certs.d/{REGISTRY}/ca.crt").returncode
+            == 0
+        )
+        login = in_vm(demo, vm_id, "cat", "/root/.docker/config.json").stdout
+        assert REGISTRY not in login and password not in login, login
 
 
 def test_plain_text_client_is_refused(demo, deployed):

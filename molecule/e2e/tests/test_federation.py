@@ -199,6 +199,7 @@ def test_reconfiguration_keeps_nodes_and_history(host, tmp_path):
     )
 
 
+@pytest.mark.default_release_only
 def test_certificate_rotation_keeps_nodes_and_history(host, tmp_path):
     """A new CA and server certificate: the SuperLink restarts on them, the SuperNodes get the
     new CA, and the federation trains again with its history."""
