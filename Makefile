@@ -1,6 +1,7 @@
 # Entry points. On a fresh Debian 12 machine, as root:
 #   make demo        the user's path on a local OpenNebula (emulator): appliance images,
 #                    deploy.yml, SuperNodes discover the SuperLink, flwr run of the demo over TLS
+#   make demo-run    the demo app again on that federation (ROUNDS=3)
 #   make demo-down   remove it
 #   make test        lint, unit tests, every Molecule scenario and the appliance life cycle
 # Each target installs what it needs itself (scripts/bootstrap.sh).
@@ -29,12 +30,13 @@ REGISTRY_DIR := $(CURDIR)/.cache/registry
 ACTIVATE := source $(VENV)/bin/activate &&
 MOLECULE = $(ACTIVATE) MOLECULE_EPHEMERAL_DIRECTORY=$(CURDIR)/.cache/molecule/$(FLOWER_TEST_ID)/$(1) \
 	molecule $(2) -s $(1)
-DEMO_ID := demo
+DEMO_ID ?= demo
+ROUNDS ?= 3
 
-.PHONY: help bootstrap images registry registry-images registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule molecule-run lifecycle lifecycle-run test test-lane-roles test-lane-federation e2e-oldest e2e-oldest-run e2e-converge-verify e2e-converge-verify-run demo demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images registry registry-images registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule molecule-run lifecycle lifecycle-run test test-lane-roles test-lane-federation e2e-oldest e2e-oldest-run e2e-converge-verify e2e-converge-verify-run demo demo-run demo-down bench bench-inventory e2e-latest docs build
 
 help:
-	@grep -E '^#( |$$)' Makefile | head -6 | sed 's/^# \{0,1\}//'
+	@grep -E '^#( |$$)' Makefile | head -7 | sed 's/^# \{0,1\}//'
 	@echo "Other targets: bootstrap images registry registry-images registry-down appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
 
 bootstrap:
@@ -145,6 +147,10 @@ images-frameworks: images
 
 demo: appliance-images
 	$(ACTIVATE) python scripts/appliance_demo.py up --id $(DEMO_ID)
+
+# The demo app again on the federation `make demo` left running (ROUNDS=3 by default).
+demo-run: bootstrap
+	$(ACTIVATE) python scripts/appliance_demo.py train --id $(DEMO_ID) --rounds $(ROUNDS)
 
 demo-down: bootstrap
 	$(ACTIVATE) python scripts/appliance_demo.py down --id $(DEMO_ID)

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -239,6 +240,31 @@ def test_demo_trains_over_tls(demo, deployed):
     result = train(demo, 3)
     assert result["status"] == "finished:completed"
     assert result["rounds"][-1]["accuracy"] > 0.85
+
+
+def test_printed_commands_run_apps_again(demo, deployed, tmp_path):
+    """What `make demo` prints at its end: `make demo-run` (appliance_demo.py train, which also
+    draws the curves) and the flwr command for one's own app, tried on a copy of the demo app
+    without federation tables, as a new app comes."""
+    assert appliance_demo.main(["train", "--id", demo.id, "--rounds", "1"]) == 0
+    assert (demo.dir / "training.png").read_bytes().startswith(b"\x89PNG")
+
+    hints = demo.rerun_hints()
+    assert hints["the demo again"] == f"make demo-run DEMO_ID={demo.id}"
+    app = tmp_path / "app"
+    shutil.copytree(ROOT / "demo" / "sklearn", app, ignore=shutil.ignore_patterns("*.crt"))
+    pyproject = app / "pyproject.toml"
+    pyproject.write_text(appliance_demo.flwr_run_check().strip_federations(pyproject.read_text()))
+    before = run_ids(demo)
+    command = hints["your own Flower App"].replace("<app directory>", str(app))
+    proc = subprocess.run(
+        ["bash", "-c", f"{command} --run-config num-server-rounds=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    listing = json.loads(demo.flwr("--list-runs", timeout=180).stdout)
+    (new,) = [run for run in listing if str(run["run-id"]) not in before]
+    assert new["status"] == "finished:completed", new
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 INPUTS = {
     "user_inputs_values": {"FL_ROUNDS": "3", "FL_STRATEGY": "FedAvg"},
@@ -137,3 +140,18 @@ def test_inventory_errors(emu, ansible, services, tmp_path):
     output = " ".join(proc.stderr.split())
     assert proc.returncode != 0
     assert "HTTP 404: [one.document.info] Error getting document [999]." in output
+
+
+def test_shipped_example_lists_the_service_named_flower(emu, ansible, flower, helpers):
+    """inventories/oneflow/flower.oneflow.yml, as shipped, on a service with deploy.yml's
+    default name."""
+    template_id = emu.add_service_template(flower["7.0"]("flower-tpl"))
+    sid = emu.instantiate_service(template_id, {"name": "flower", **INPUTS}, wait_running=True)
+    example = ROOT / "inventories" / "oneflow" / "flower.oneflow.yml"
+    data = listing(ansible, example)
+    vms = helpers.service_vm_ids(emu, sid)
+    assert data["superlink"]["hosts"] == [f"superlink-{vms['superlink'][0]}"]
+    assert sorted(data["supernode"]["hosts"]) == sorted(f"supernode-{i}" for i in vms["supernode"])
+    for variables in data["_meta"]["hostvars"].values():
+        assert variables["ansible_user"] == "root"
+        assert variables["ansible_host"] == helpers.vm_ip(emu, variables["one_vm_id"])
