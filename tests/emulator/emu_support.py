@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 
 from opennebula_emulator import Emulator, Timings  # noqa: E402
 
-SAMPLES = Path(__file__).with_name("samples")
+SAMPLES = ROOT / "tests" / "fixtures" / "one-samples"
 ADMIN = ("oneadmin", "password")
 
 

@@ -38,7 +38,7 @@ def test_pyone_parses_everything(emu: Emulator, one: Any) -> None:
     emu.add_service_template(
         json.loads(
             (
-                ROOT / "tests/emulator/samples/oneflow-service_template-create-request.json"
+                ROOT / "tests/fixtures/one-samples/oneflow-service_template-create-request.json"
             ).read_text()
         )
     )
@@ -174,7 +174,7 @@ def test_community_general_inventory_plugin(emu: Emulator, tmp_path: Path) -> No
     emu.add_service_template(
         json.loads(
             (
-                ROOT / "tests/emulator/samples/oneflow-service_template-create-request.json"
+                ROOT / "tests/fixtures/one-samples/oneflow-service_template-create-request.json"
             ).read_text()
         )
     )

@@ -1,4 +1,4 @@
-"""Replay of the recorded OpenNebula 7.0.2 session (``samples/``, copied from
+"""Replay of the recorded OpenNebula 7.0.2 session (``tests/fixtures/one-samples``, copied from
 ``shared/reference/one-samples``).
 
 One emulator walks through the same history as the recording — a plain VM ``test-vm``, the

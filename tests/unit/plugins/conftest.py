@@ -4,7 +4,8 @@
   ``ansible_collections.opennebula.flower...`` (``.collections`` of the checkout; when that does
   not exist yet, a temporary tree with a link to the checkout).
 * ``sample``/``sample_text``: the responses recorded from a real OpenNebula 7.0.2
-  (``fixtures/one-samples``, copied from shared/reference/one-samples).
+  (``tests/fixtures/one-samples``, the one copy of shared/reference/one-samples, which the
+  emulator tests read too).
 * ``replay``: a tiny ``http.server`` that answers scripted (usually recorded) responses and records
   every request, for the tests where an HTTP round trip matters.
 * ``tls``: a throw-away CA and a server certificate for 127.0.0.1 (openssl CLI).
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-SAMPLES = Path(__file__).resolve().parent / "fixtures" / "one-samples"
+SAMPLES = ROOT / "tests" / "fixtures" / "one-samples"
 
 
 def _collections_path():

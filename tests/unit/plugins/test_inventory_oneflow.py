@@ -16,7 +16,7 @@ from xmlrpc.server import SimpleXMLRPCServer
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-SAMPLES = Path(__file__).resolve().parent / "fixtures" / "one-samples"
+SAMPLES = ROOT / "tests" / "fixtures" / "one-samples"
 POOL_XML = (SAMPLES / "oned-xmlrpc-one.vmpool.infoextended.xml").read_text()
 
 
