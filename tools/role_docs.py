@@ -23,7 +23,8 @@ Without ROLE_DIR arguments every directory in ``roles/`` at the repository root 
 4. other entry points (``install``, ``configure``, ...) only list options that exist in
    ``main``, with identical definitions;
 5. every variable defined in the defaults (and every documented option) is named
-   ``<role>_*``, where ``<role>`` is the role directory name;
+   ``<role>_*``, where ``<role>`` is the role directory name (or the prefix
+   ``ROLE_PREFIXES`` names for it);
 6. ``README.md`` holds the generated section between ``<!-- BEGIN ARGUMENT SPEC -->`` and
    ``<!-- END ARGUMENT SPEC -->``, identical to what ``render`` writes.
 
@@ -57,6 +58,11 @@ SECTION_HEADING = "## Role variables"
 
 MAIN_ENTRY_POINT = "main"
 DEFAULTS_NAME = "defaults/main.yml"
+
+# Roles whose variables carry another prefix than their directory name. The deploy role keeps the
+# flower_* names of playbooks/deploy.yml, the interface scale.yml and destroy.yml share (and the
+# one users, docs/deploy.md and AWX surveys know), older than the role.
+ROLE_PREFIXES = {"deploy": "flower"}
 
 # Types understood by Ansible's argument spec validator.
 ANSIBLE_TYPES = frozenset(
@@ -509,8 +515,8 @@ def check_entry_points(role: Role) -> list[str]:
 
 
 def check_prefix(role: Role) -> list[str]:
-    """Check 5: variables are named ``<role>_*``."""
-    prefix = f"{role.name}_"
+    """Check 5: variables are named ``<role>_*`` (or with the prefix of ``ROLE_PREFIXES``)."""
+    prefix = f"{ROLE_PREFIXES.get(role.name, role.name)}_"
     names: dict[str, str] = {var: DEFAULTS_NAME for var in role.defaults}
     for entry_point in role.entry_points:
         for var in role.options(entry_point):

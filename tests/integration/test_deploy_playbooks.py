@@ -25,6 +25,8 @@ TEMPLATES = {
     "7.0": ROOT / "oneflow" / "flower-service.yaml",
     "6.10": ROOT / "oneflow" / "flower-service-6.10.yaml",
 }
+# deploy.yml's tasks are those of the opennebula.flower.deploy role: named "<role> : <task>".
+ROLE = "opennebula.flower.deploy : "
 QCOW2 = b"QFI\xfb" + b"\0" * 20 + (10 * 2**30).to_bytes(8, "big") + b"\0" * 64
 REGISTRATION = (
     "Register the appliance images (idempotent by name)",
@@ -237,7 +239,7 @@ def test_deploy_scale_destroy(
         f'address = "{ip}:9093"\n'
         f'root-certificates = "{ca_file}"\n'
     )
-    shown = deploy["Show how to reach the federation"]["msg"]
+    shown = deploy[ROLE + "Show how to reach the federation"]["msg"]
     assert block in shown and f"SuperLink Fleet API (SuperNodes): {ip}:9092" in shown
     assert Path(variables["flower_federation_file"]).read_text() == block
     assert deploy.facts["flower_federation_toml"] == block
@@ -247,7 +249,7 @@ def test_deploy_scale_destroy(
     assert again.rc == 0, again.output
     assert changed_tasks(again) == [], again.output
     assert again.stats["changed"] == 0
-    assert again["Show how to reach the federation"]["msg"][-1] == block
+    assert again[ROLE + "Show how to reach the federation"]["msg"][-1] == block
 
     # -- scale to 3: the new SuperNode reports FL_NODE_READY
     scale = ansible.playbook(
@@ -343,13 +345,22 @@ def test_deploy_on_610(
         ({"flower_network_id": "private"}, "flower_network_id=private: required"),
         (
             {"flower_on_warning": "later"},
-            "flower_on_warning=later: allowed: warn, wait, resume, fail",
+            "flower_on_warning must be one of: warn, wait, resume, fail, got: later",
         ),
         (
             {"flower_supernode_count": 11},
             "flower_supernode_count=11: outside the supernode role's range; allowed: 2..10",
         ),
         ({"flower_supernode_count": 1}, "flower_supernode_count=1: outside"),
+        (
+            {"flower_oneflow_schema": "7.1"},
+            "flower_oneflow_schema must be one of: 7.0, 6.10, got: 7.1",
+        ),
+        (
+            {"flower_supernode_memory": 0, "flower_federation_name": "my fed"},
+            "flower_supernode_memory=0: allowed: a memory size in MB > 0; "
+            "flower_federation_name=my fed: allowed: letters, digits",
+        ),
         (
             {"flower_context": {"ONEAPP_FL_STRATEGY": "FedFoo"}},
             "ONEAPP_FL_STRATEGY='FedFoo'",
@@ -380,7 +391,7 @@ def test_bad_input_fails_before_anything_is_created(
 def test_check_mode_stops_after_the_checks(ansible: Any, emu: Any, tmp_path: Path) -> None:
     run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), deploy_vars(tmp_path), "--check")
     assert run.rc == 0, run.output
-    said = run.results("Say what a real run would do (check mode)")[0]["results"]
+    said = run.results(ROLE + "Say what a real run would do (check mode)")[0]["results"]
     assert "would be registered from" in said[0]["msg"][1]
     assert "cannot run in check mode" in said[1]["msg"][2]
     with emu.lock:

@@ -309,6 +309,18 @@ def test_prefix_needs_the_underscore(role: Path) -> None:
     assert any("sampleport" in p and "role prefix sample_" in p for p in problems), problems
 
 
+def test_registered_prefix_replaces_the_role_name(
+    role: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A role listed in ROLE_PREFIXES (deploy: flower) is held to that prefix instead."""
+    monkeypatch.setitem(role_docs.ROLE_PREFIXES, "sample", "flower")
+    edit(defaults(role), "sample_proxy: null\n", "sample_proxy: null\nflower_port: 1\n")
+    problems = problems_of(role)
+    assert not any("flower_port" in p and "prefix" in p for p in problems), problems
+    assert any("sample_proxy" in p and "role prefix flower_" in p for p in problems), problems
+    assert role_docs.ROLE_PREFIXES["deploy"] == "flower"
+
+
 def test_internal_variable_in_defaults(role: Path) -> None:
     edit(defaults(role), "sample_proxy: null\n", "sample_proxy: null\n__sample_cache: {}\n")
     problems = problems_of(role)
