@@ -176,7 +176,7 @@ def test_inventory_values_are_not_templated(
     assert debug_messages(run, "Show the facts")[superlink] == f"{endpoint} {endpoint}"
     for msg in debug_messages(run, "Show the SuperLink's published endpoint").values():
         assert msg == values["FL_ENDPOINT"]
-    address = f"{helpers.vm_ip(emu, planted['superlink'])}:9092"  # the supernode role's inventory.yml
+    address = f"{helpers.vm_ip(emu, planted['superlink'])}:9092"  # supernode/tasks/inventory.yml
     shown = debug_messages(run, "Show the fact")
     assert list(shown.values()) == [f"{values['FL_CA_CERT']} {address}"] * 2  # both SuperNodes
 
