@@ -37,9 +37,10 @@ ROUNDS ?= 3
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -7 | sed 's/^# \{0,1\}//'
-	@echo "Other targets: bootstrap images registry registry-images registry-down appliance-images lint unit molecule lifecycle site-demo bench bench-inventory e2e-latest e2e-oldest bake docs build"
+	@echo "Other targets:"
+	@awk -F ':.*## ' '/^[a-z][a-zA-Z0-9_-]*:.*## /{printf "  make %-19s %s\n", $$1, $$2}' Makefile mk/*.mk
 
-bootstrap:
+bootstrap: ## install what the targets need (scripts/bootstrap.sh)
 	bash scripts/bootstrap.sh
 
 # The collection's own image builds (playbooks/build_images.yml) with this machine's settings.
@@ -50,7 +51,7 @@ BUILD_IMAGES = $(ACTIVATE) ansible-playbook playbooks/build_images.yml \
 	  -e flower_images_ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
 # Base images (debootstrap, once) and the Flower image archive the scenarios load.
-images: bootstrap
+images: bootstrap ## base images and the Flower images (playbooks/build_images.yml), cached
 	bash scripts/build-base-images.sh
 	@mkdir -p $(IMAGES)
 	@[ -f $(IMAGES)/local-debian-bookworm.tar ] || docker save local/debian:bookworm -o $(IMAGES)/local-debian-bookworm.tar
@@ -59,18 +60,18 @@ images: bootstrap
 # The test registry the e2e scenario pulls from, filled as Docker Hub holds Flower's images
 # (flwr/<component>:<version>) plus the framework images (flower-<component>:<version>-sklearn):
 # the same build (Docker's cache makes it a no-op), then the pushes.
-registry-images: images registry
+registry-images: images registry ## the test registry, filled as Docker Hub holds Flower's images
 	$(BUILD_IMAGES) -e @$(REGISTRY_DIR)/vars.yml
 
 # The test registry (scripts/test-registry.sh): TLS with a test CA, basic auth, shared by every
 # test id of this checkout and reused; registry-down stops it (its data stays in $(REGISTRY_DIR)).
-registry:
+registry: ## start the test registry (scripts/test-registry.sh)
 	bash scripts/test-registry.sh start
 
-registry-down:
+registry-down: ## stop the test registry
 	bash scripts/test-registry.sh stop
 
-lint: bootstrap
+lint: bootstrap ## yamllint, ansible-lint, ruff, the generated docs, changelog, ansible-test sanity
 	$(ACTIVATE) yamllint --strict .
 	$(ACTIVATE) ansible-lint --offline --profile production
 	$(ACTIVATE) ruff check . && ruff format --check .
@@ -79,11 +80,11 @@ lint: bootstrap
 	$(ACTIVATE) python tools/oneflow_template.py check
 	$(ACTIVATE) antsibull-changelog lint
 
-unit: bootstrap
+unit: bootstrap ## unit, emulator and integration tests
 	$(ACTIVATE) python -m pytest -q tests/unit tests/emulator tests/integration --ignore=tests/unit/test_demo_task.py
 	$(FLWR_PY) -m pytest -q tests/unit/test_demo_task.py
 
-molecule: registry-images
+molecule: registry-images ## molecule test of SCENARIOS (default: all)
 	$(MAKE) --no-print-directory molecule-run
 
 molecule-run:
@@ -93,7 +94,7 @@ molecule-run:
 	done
 
 # The appliance life cycle on the emulator's container VMs (tests/appliance/).
-lifecycle: appliance-images
+lifecycle: appliance-images ## the appliance life cycle on the emulator (tests/appliance)
 	$(MAKE) --no-print-directory lifecycle-run
 
 lifecycle-run:
@@ -102,7 +103,7 @@ lifecycle-run:
 # The end-to-end scenario on the oldest supported Flower release: converge and verify, less the
 # checks that do not depend on the release (marked default_release_only) and the roles' check
 # mode and idempotence, which `make molecule` runs on the default release.
-e2e-oldest: bootstrap
+e2e-oldest: bootstrap ## the e2e scenario on the oldest supported Flower release
 	$(MAKE) --no-print-directory FLOWER_VERSION=$(FLOWER_OLDEST) e2e-converge-verify
 
 # Its own names (test id with an "o"): it may run while the default release's e2e does.
@@ -138,7 +139,7 @@ test-lane-federation:
 	$(MAKE) --no-print-directory lifecycle-run
 
 # The pytorch and tensorflow variants (not in CI: PyPI's torch is a CUDA build of several GB).
-images-frameworks: images
+images-frameworks: images ## the pytorch and tensorflow image variants (large)
 	$(BUILD_IMAGES) -e '{"flower_images_frameworks": ["pytorch", "tensorflow"]}'
 	docker run --rm --entrypoint python3 localhost/flower-supernode:$(FLOWER_VERSION)-pytorch \
 	  -c 'import flwr, torch; print("pytorch variant:", flwr.__version__, torch.__version__)'
@@ -156,7 +157,7 @@ demo-down: bootstrap
 	$(ACTIVATE) python scripts/appliance_demo.py down --id $(DEMO_ID)
 
 # The same federation without OpenNebula: three systemd "VMs" configured by site.yml.
-site-demo: registry-images
+site-demo: registry-images ## the federation without OpenNebula: three systemd containers, site.yml
 	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) site-demo-up
 
 site-demo-up:
@@ -167,31 +168,31 @@ site-demo-up:
 	$(FLWR_PY) scripts/flwr_run_check.py demo/sklearn appliance --address $$ip:9093 \
 	  --root-certificates demo/sklearn/flower-ca.crt
 
-site-demo-down: bootstrap
+site-demo-down: bootstrap ## remove it
 	$(MAKE) --no-print-directory FLOWER_TEST_ID=$(DEMO_ID) site-demo-destroy
 
 site-demo-destroy:
 	$(call MOLECULE,e2e,destroy)
 
-bench: images
+bench: images ## federation benchmark: bare processes against the containers
 	$(ACTIVATE) python bench/federation.py --flwr-python $(FLWR_PY)
 
 # ansible-inventory with opennebula.flower.oneflow vs. community.general.opennebula (emulator).
-bench-inventory: bootstrap
+bench-inventory: bootstrap ## inventory benchmark against community.general.opennebula
 	$(ACTIVATE) python bench/inventory.py
 
 # The end-to-end scenario with another Flower release: LATEST=x.y.z, by default the newest
 # release pip can install here (its resolver skips releases whose dependencies it cannot get).
-e2e-latest: bootstrap
+e2e-latest: bootstrap ## the e2e scenario on the newest Flower on PyPI (LATEST=x.y.z)
 	v=$${LATEST:-$$($(VENV)/bin/pip install --dry-run --ignore-installed --quiet --report - flwr 2>/dev/null \
 	  | $(VENV)/bin/python -c 'import json,sys; print(next(i["metadata"]["version"] for i in json.load(sys.stdin)["install"] if i["metadata"]["name"] == "flwr"))')}; \
 	echo "== Flower $$v"; \
 	$(MAKE) --no-print-directory FLOWER_VERSION=$$v SCENARIOS=e2e molecule
 
-docs: bootstrap
+docs: bootstrap ## render the roles' READMEs from their argument specs
 	$(ACTIVATE) python tools/role_docs.py render
 
-build: bootstrap
+build: bootstrap ## the collection tarball
 	$(ACTIVATE) ansible-galaxy collection build --force
 
 # Targets of the appliance pieces (packer bake, emulator-backed appliance VMs, ...).

@@ -23,11 +23,11 @@ bake-base: bake-host
 $(addprefix bake-,$(BAKE_APPLIANCES)): bake-%: images bake-base
 	$(BAKE_ENV) bash scripts/bake/bake.sh $*
 
-bake: $(addprefix bake-,$(BAKE_APPLIANCES))
+bake: $(addprefix bake-,$(BAKE_APPLIANCES)) ## the QCOW2 appliances with Packer (packer/README.md)
 	bash scripts/bake/report.sh
 
 # Boots what `make bake` left (it does not bake again).
-bake-check: bake-host
+bake-check: bake-host ## boot each baked QCOW2 once with a context
 	@for a in $(BAKE_APPLIANCES); do \
 	  $(BAKE_ENV) bash scripts/bake/boot-check.sh $$a || exit 1; \
 	done
@@ -37,7 +37,7 @@ bake-report:
 	bash scripts/bake/report.sh
 
 # Packer 1.6 (Debian 12) cannot read packer/plugins.pkr.hcl: it checks the template file alone.
-bake-validate: bake-host
+bake-validate: bake-host ## packer validate
 	if packer version | grep -qE '^Packer v1\.[0-6]\.'; then \
 	  packer validate -syntax-only packer/flower.pkr.hcl; \
 	else \

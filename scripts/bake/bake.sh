@@ -2,7 +2,9 @@
 # Bake one Flower appliance image with Packer (packer/flower.pkr.hcl) and record its figures.
 #   scripts/bake/bake.sh superlink|supernode
 # Environment (the make target sets them):
-#   FLOWER_VERSION    Flower release (1.42.0); the archive is .cache/images/flower-<v>-sklearn.tar
+#   FLOWER_VERSION    Flower release (1.42.0)
+#   FLOWER_IMAGE_ARCHIVE  the Flower image archive (default .cache/images/flower-<v>-sklearn.tar);
+#                     empty: none, the roles pull flwr/* in the guest (Packer's default)
 #   BAKE_ACCELERATOR  kvm or tcg; default: kvm when the CPU has vmx/svm and /dev/kvm is there,
 #                     else tcg (this project's machines: /dev/kvm is a nested PVM that stock
 #                     kernels crash on, see shared reference/bake-trial.md)
@@ -16,14 +18,14 @@
 set -euo pipefail
 # shellcheck source=scripts/bake/common.sh
 source "$(dirname "$0")/common.sh"
-ARCHIVE=${FLOWER_IMAGE_ARCHIVE:-$REPO/.cache/images/flower-$FLOWER_VERSION-sklearn.tar}
+ARCHIVE=${FLOWER_IMAGE_ARCHIVE-$REPO/.cache/images/flower-$FLOWER_VERSION-sklearn.tar}
 BASE_IMAGE=${BASE_IMAGE:-$CACHE/debian-12-base.qcow2}
 KEY=${BAKE_SSH_KEY:-$CACHE/keys/id_ed25519}
 if [ -z "${ONE_CONTEXT_DEB+set}" ]; then
   ONE_CONTEXT_DEB=$(ls -t "$REPO"/.cache/one-context-standin/one-context*.deb 2>/dev/null | head -1 || true)
 fi
 
-for f in "$ARCHIVE" "$BASE_IMAGE" "$KEY"; do
+for f in ${ARCHIVE:+"$ARCHIVE"} "$BASE_IMAGE" "$KEY"; do
   [ -f "$f" ] || { echo "missing: $f (make images / scripts/bake/base-image.sh)" >&2; exit 1; }
 done
 

@@ -42,9 +42,11 @@ def installed(tmp_path_factory):
 def test_tarball_installs_the_roles_and_playbooks(installed):
     tmp, _ = installed
     base = tmp / "c" / "ansible_collections" / "opennebula" / "flower"
-    for role in ("docker", "tls", "superlink", "supernode", "flower_container"):
+    roles = ("docker", "tls", "firewall", "superlink", "supernode", "flower_container")
+    for role in (*roles, "appliance", "deploy"):
         assert (base / "roles" / role / "meta" / "argument_specs.yml").is_file()
-    assert (base / "playbooks" / "site.yml").is_file()
+    for playbook in ("site", "deploy", "status", "scale", "destroy", "bake", "boot"):
+        assert (base / "playbooks" / f"{playbook}.yml").is_file()
     assert not (base / "molecule").exists()  # development files stay out of the tarball
 
 

@@ -28,13 +28,6 @@ TEMPLATES = {
 # deploy.yml's tasks are those of the opennebula.flower.deploy role: named "<role> : <task>".
 ROLE = "opennebula.flower.deploy : "
 QCOW2 = b"QFI\xfb" + b"\0" * 20 + (10 * 2**30).to_bytes(8, "big") + b"\0" * 64
-REGISTRATION = (
-    "Register the appliance images (idempotent by name)",
-    "Register the VM templates (created, or rewritten by community.general.one_template)",
-    "Register the OneFlow service template with the VM template ids",
-    "Instantiate the service and wait until the SuperLink has published FL_READY=YES",
-    "Write the SuperLink's CA certificate (FL_CA_CERT, base64-encoded PEM or PEM)",
-)
 
 
 def loopback_network(emu: Any) -> int:
@@ -239,17 +232,36 @@ def test_deploy_scale_destroy(
         f'address = "{ip}:9093"\n'
         f'root-certificates = "{ca_file}"\n'
     )
+    # Flower 1.42.0 (the default release): shown as a SuperLink connection of ~/.flwr/config.toml
+    connection = block.replace("[tool.flwr.federations.opennebula]", "[superlink.opennebula]")
     shown = deploy[ROLE + "Show how to reach the federation"]["msg"]
-    assert block in shown and f"SuperLink Fleet API (SuperNodes): {ip}:9092" in shown
+    assert shown[-1] == connection and f"SuperLink Fleet API (SuperNodes): {ip}:9092" in shown
+    assert "~/.flwr/config.toml" in shown[-2] and "flwr run <app directory> opennebula" in shown[-2]
     assert Path(variables["flower_federation_file"]).read_text() == block
     assert deploy.facts["flower_federation_toml"] == block
+    assert deploy.facts["flower_superlink_toml"] == connection
 
     # -- a second run changes nothing
     again = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
     assert again.rc == 0, again.output
     assert changed_tasks(again) == [], again.output
     assert again.stats["changed"] == 0
-    assert again[ROLE + "Show how to reach the federation"]["msg"][-1] == block
+    assert again[ROLE + "Show how to reach the federation"]["msg"][-1] == connection
+
+    # -- status.yml: the service, each VM's state, address and what it published
+    status = ansible.playbook(str(PLAYBOOKS / "status.yml"), {"flower_service_name": "fl-test"})
+    assert status.rc == 0, status.output
+    lines = status.results(ROLE + "Show the federation")[0]["results"][0]["msg"]
+    assert lines[0] == f"Service fl-test (id {service_id}): RUNNING"
+    assert lines[1].startswith(f"superlink VM {vms['superlink'][0]}: RUNNING, {ip}, FL_ENDPOINT=")
+    assert "FL_READY=YES" in lines[1] and "FL_VERSION=1.42.0" in lines[1]
+    assert "FL_CA_CERT" not in " ".join(lines)
+    assert [line.split(":")[0] for line in lines[2:]] == [
+        f"supernode VM {vm_id}" for vm_id in vms["supernode"]
+    ]
+    assert all(line.endswith("FL_NODE_READY=YES") for line in lines[2:])
+    missing = ansible.playbook(str(PLAYBOOKS / "status.yml"), {"flower_service_name": "nope"})
+    assert missing.rc != 0 and "no OneFlow service named 'nope'" in missing.stdout
 
     # -- scale to 3: the new SuperNode reports FL_NODE_READY
     scale = ansible.playbook(
@@ -301,19 +313,22 @@ def test_deploy_scale_destroy(
 def test_deploy_without_tls(
     make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path
 ) -> None:
-    """A SuperLink without TLS gives `insecure = true` and no CA file."""
+    """A SuperLink without TLS gives `insecure = true` and no CA file; on Flower 1.25 the
+    federation table of an app's pyproject.toml is shown (that flwr reads no connections)."""
     emu = make_emulator()
     ansible = ansible_for(emu)
     variables = deploy_vars(tmp_path)
+    variables["flower_context"]["ONEAPP_FLOWER_VERSION"] = "1.25.0"
     players = guests(emu, helpers)
     run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
     players.join()
     assert run.rc == 0, run.output
     vms = helpers.service_vm_ids(emu, helpers.find_service(emu, "fl-test"))
     ip = helpers.vm_ip(emu, vms["superlink"][0])
-    assert run.facts["flower_federation_toml"] == (
-        f'[tool.flwr.federations.opennebula]\naddress = "{ip}:9093"\ninsecure = true\n'
-    )
+    block = f'[tool.flwr.federations.opennebula]\naddress = "{ip}:9093"\ninsecure = true\n'
+    assert run.facts["flower_federation_toml"] == block
+    shown = run[ROLE + "Show how to reach the federation"]["msg"]
+    assert shown[-1] == block and "pyproject.toml" in shown[-2]
     assert not Path(variables["flower_ca_file"]).exists()
 
 
