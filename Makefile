@@ -18,14 +18,15 @@ ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
 endif
 SCENARIOS ?= docker tls firewall superlink supernode appliance e2e
+# The test registry; the scenarios' VMs reach it as flower-registry.test:$(FLOWER_REGISTRY_PORT).
+# (Defined before the export: `export X` would define X empty, and `?=` then keeps it empty.)
+FLOWER_REGISTRY_PORT ?= 5443
 export FLOWER_VERSION FLOWER_TEST_ID FLOWER_REGISTRY_PORT
 
 VENV := .venv
 FLWR_PY := .venv-flwr-$(FLOWER_VERSION)/bin/python
 IMAGES := .cache/images
 IMAGE_ARCHIVE := $(IMAGES)/flower-$(FLOWER_VERSION)-sklearn.tar
-# The test registry; the scenarios' VMs reach it as flower-registry.test:$(FLOWER_REGISTRY_PORT).
-FLOWER_REGISTRY_PORT ?= 5443
 REGISTRY_DIR := $(CURDIR)/.cache/registry
 ACTIVATE := source $(VENV)/bin/activate &&
 # MOLECULE_GLOB: Molecule 26 looks for a scenario "default" before every command and logs a red
@@ -38,7 +39,7 @@ export PYTHONWARNINGS := ignore:DSA is deprecated
 DEMO_ID ?= demo
 ROUNDS ?= 3
 
-.PHONY: help bootstrap images registry registry-images registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule molecule-run lifecycle lifecycle-run test test-lane-roles test-lane-federation e2e-oldest e2e-oldest-run e2e-converge-verify e2e-converge-verify-run demo demo-run demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images registry registry-images registry-images-run registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule molecule-run lifecycle lifecycle-run test test-lane-roles test-lane-federation e2e-oldest e2e-oldest-run e2e-converge-verify e2e-converge-verify-run demo demo-run demo-down bench bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -7 | sed 's/^# \{0,1\}//'
@@ -66,6 +67,9 @@ images: bootstrap ## base images and the Flower images (playbooks/build_images.y
 # (flwr/<component>:<version>) plus the framework images (flower-<component>:<version>-sklearn):
 # the same build (Docker's cache makes it a no-op), then the pushes.
 registry-images: images registry ## the test registry, filled as Docker Hub holds Flower's images
+	$(MAKE) --no-print-directory registry-images-run
+
+registry-images-run:
 	$(BUILD_IMAGES) -e @$(REGISTRY_DIR)/vars.yml
 
 # The test registry (scripts/test-registry.sh): TLS with a test CA, basic auth, shared by every
@@ -125,22 +129,23 @@ e2e-converge-verify-run:
 	status=0; { $(call MOLECULE,e2e,converge) && $(call MOLECULE,e2e,verify); } || status=$$?; \
 	  $(call MOLECULE,e2e,destroy); exit $$status
 
-# Every image first, one build after the other; then two lanes side by side, each about half
-# the time (this machine has two cores, and much of a federation's time is waiting): the roles'
-# scenarios then e2e on the oldest release, and e2e then the appliance life cycle. They share
-# the engine and the registry, not names; each lane's output comes in one block when it ends.
+# The default release's images first; then two lanes side by side, each about half the time
+# (this machine has two cores, and much of a federation's time is waiting): the oldest
+# release's images, the roles' scenarios and e2e on the oldest release; e2e, the appliance
+# images and the life cycle. They share the engine and the registry, not names; each lane's
+# output comes in one block when it ends.
 ROLE_SCENARIOS := $(filter-out e2e,$(SCENARIOS))
 test: lint unit registry-images
-	$(MAKE) --no-print-directory FLOWER_VERSION=$(FLOWER_OLDEST) registry-images
-	$(MAKE) --no-print-directory appliance-images
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-lane-roles test-lane-federation
 
 test-lane-roles:
+	$(MAKE) --no-print-directory FLOWER_VERSION=$(FLOWER_OLDEST) registry-images-run
 	$(MAKE) --no-print-directory SCENARIOS="$(ROLE_SCENARIOS)" molecule-run
 	$(MAKE) --no-print-directory e2e-oldest-run
 
 test-lane-federation:
 	$(MAKE) --no-print-directory SCENARIOS=e2e molecule-run
+	$(MAKE) --no-print-directory appliance-images-run
 	$(MAKE) --no-print-directory lifecycle-run
 
 # The pytorch and tensorflow variants (not in CI: PyPI's torch is a CUDA build of several GB).

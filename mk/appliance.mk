@@ -1,6 +1,6 @@
 # Container counterparts of the appliance QCOW2s, booted as VMs by the emulator's container
 # backend (opennebula_emulator/README.md), and the one-context stand-in they install.
-.PHONY: one-context-standin appliance-images test-container-vms bench-appliance
+.PHONY: one-context-standin appliance-images appliance-images-run test-container-vms bench-appliance
 
 one-context-standin:
 	bash scripts/one-context-standin/build-deb.sh
@@ -8,6 +8,9 @@ one-context-standin:
 # local/flower-appliance-{superlink,supernode}:$(FLOWER_VERSION), baked as a default Packer bake
 # (images pulled from a registry: the test registry); cached on a hash of the inputs.
 appliance-images: registry-images ## the container counterparts of the appliance QCOW2s, cached
+	$(MAKE) --no-print-directory appliance-images-run
+
+appliance-images-run:
 	bash scripts/build-appliance-images.sh
 
 test-container-vms: appliance-images

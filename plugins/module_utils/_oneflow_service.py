@@ -418,7 +418,7 @@ class ServiceRunner:
                 self.fail(f"wait_for_roles names unknown roles: {', '.join(unknown)}", current)
             wanted = [i for r in roles for i in ids[r]]
             vms = self.oned.vms(wanted)
-            report, stuck = {}, []
+            report, stuck, failed = {}, [], []
             for vm_id in wanted:
                 if vm_id not in vms:
                     report[vm_id] = "not returned by oned"
@@ -432,6 +432,19 @@ class ServiceRunner:
                     report[summary["name"] or vm_id] = unmet
                     if condition in ("resumable", "failed", "stopped"):
                         stuck.append(vm_text(summary))
+                    errors = {
+                        key: summary["user_template"][key]
+                        for key in self.params.get("fail_on") or []
+                        if summary["user_template"].get(key) not in (None, "")
+                    }
+                    if errors:
+                        failed.append(f"{vm_text(summary)} published {errors}")
+            if failed:
+                self.fail(
+                    f"waiting for the VMs ({expectations}): {'; '.join(failed)}; not there yet: "
+                    f"{report}",
+                    current,
+                )
             if stuck and self.warning_policy in ("warn", "fail"):
                 self.fail(
                     f"waiting for the VMs ({expectations}): {', '.join(stuck)} cannot report "

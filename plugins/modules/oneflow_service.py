@@ -217,6 +217,16 @@ options:
       - Roles whose VMs O(wait_ready) and O(wait_for) apply to. Default is every role.
     type: list
     elements: str
+  fail_on:
+    description:
+      - USER_TEMPLATE attributes that end the wait for O(wait_ready)/O(wait_for) as a failure
+        when a VM (of O(wait_for_roles)) that has not reported yet sets one of them, for example
+        C(FL_ERROR), which the appliances publish when their boot fails. The failure names the VM
+        and the value. A VM that reports what is waited for is not failed by a value left from
+        an earlier boot.
+    type: list
+    elements: str
+    default: []
   vm_info:
     description:
       - Whether to return VM details (IPs, READY, published keys) read from oned.
@@ -474,6 +484,7 @@ def main():
         wait_ready={"type": "bool", "default": False},
         wait_for={"type": "raw"},
         wait_for_roles={"type": "list", "elements": "str"},
+        fail_on={"type": "list", "elements": "str", "default": []},
         vm_info={"type": "bool"},
         published_prefix={"type": "str", "default": "FL_"},
     )

@@ -14,7 +14,7 @@ OUT_DIR=$(cd "$OUT_DIR" && pwd)
 DEB=$OUT_DIR/one-context-standin_${VERSION}_all.deb
 ROOT=$(mktemp -d "$OUT_DIR/.pkg.XXXXXX")
 chmod 0755 "$ROOT"
-trap 'rm -rf "$ROOT"' EXIT
+trap 'rm -rf "$ROOT" "$ROOT.deb"' EXIT
 
 install -D -m 0755 "$HERE/one-context-standin" "$ROOT/usr/sbin/one-context-standin"
 install -D -m 0644 "$HERE/one-context.service" "$ROOT/lib/systemd/system/one-context.service"
@@ -68,5 +68,7 @@ SCRIPT
 chmod 0755 "$ROOT/DEBIAN/postinst" "$ROOT/DEBIAN/prerm"
 
 find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$DEB" >/dev/null
+# Built aside and renamed: a reader never sees a half-written package.
+dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$ROOT.deb" >/dev/null
+mv -f "$ROOT.deb" "$DEB"
 echo "$DEB"

@@ -52,7 +52,7 @@ RUN_ID = f"lc{os.environ.get('FLOWER_TEST_ID', os.getpid())}"
 # OpenNebula's password in this run: distinctive, so that a leak into any output is found.
 ADMIN_PASSWORD = f"pw-{secrets.token_hex(12)}"
 # What the images were baked with (scripts/build-appliance-images.sh): site.yml is told the same.
-REGISTRY = f"flower-registry.test:{os.environ.get('FLOWER_REGISTRY_PORT', '5443')}"
+REGISTRY = f"flower-registry.test:{os.environ.get('FLOWER_REGISTRY_PORT') or '5443'}"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 SITE_VARS = {
     "docker_source": "distribution",

@@ -163,6 +163,19 @@ CASES = {
             "host[:port][/path]",
         ],
     ),
+    # At configure the TLS material comes first: the image settings are checked before it.
+    "image-registry-at-configure": (
+        "superlink",
+        "configure",
+        {"superlink_image_registry": "registry.example.com:"},
+        ["flower_container_image_registry='registry.example.com:'", "superlink_image_registry"],
+    ),
+    "supernode-image-at-configure": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5:9092", "supernode_image_source": "load"},
+        ["'load' needs an archive path"],
+    ),
     "fleet-cidrs": (
         "superlink",
         "configure",

@@ -17,7 +17,7 @@ testinfra_hosts = ["ansible://all"]
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
-REGISTRY = f"flower-registry.test:{os.environ.get('FLOWER_REGISTRY_PORT', '5443')}"
+REGISTRY = f"flower-registry.test:{os.environ.get('FLOWER_REGISTRY_PORT') or '5443'}"
 PASSWORD = (ROOT / ".cache" / "registry" / "password").read_text().strip()
 PHASES = Path(__file__).with_name("registry_phases.yml")
 

@@ -429,6 +429,37 @@ def test_wait_ready_and_app_key_on_selected_roles(running):
     assert superlink["published"] == {"FL_READY": "YES"} and superlink["ips"] == ["10.0.0.1"]
 
 
+def test_wait_fails_at_once_on_a_published_error(running):
+    """fail_on: a VM that publishes FL_ERROR before what is waited for ends the wait there."""
+    flow = FakeFlow(services={1: [running]})
+    error = "The SuperLink at 10.0.0.1:9092 did not accept this node within 120 s"
+    oned = FakeOned([{2: {"READY": "YES"}}, {2: {"READY": "YES", "FL_ERROR": error}, 3: {}}])
+    with pytest.raises(ServiceFailure) as info:
+        runner(
+            flow, oned=oned, wait_for={"FL_NODE_READY": "YES"}, wait_for_roles=["supernode"],
+            fail_on=["FL_ERROR"],
+        ).run()  # fmt: skip
+    assert oned.calls == 3  # two polls (not the timeout's 121) and the read for the result
+    assert "vm2 (VM 2, RUNNING) published {'FL_ERROR': '" + error in str(info.value)
+
+
+def test_wait_ignores_an_error_left_by_an_earlier_boot(running):
+    flow = FakeFlow(services={1: [running]})
+    oned = FakeOned(
+        [
+            {
+                2: {"FL_NODE_READY": "YES", "FL_ERROR": "from the first boot"},
+                3: {"FL_NODE_READY": "YES"},
+            }
+        ]
+    )
+    result = runner(
+        flow, oned=oned, wait_for={"FL_NODE_READY": "YES"}, wait_for_roles=["supernode"],
+        fail_on=["FL_ERROR"],
+    ).run()  # fmt: skip
+    assert result["service"]["roles"]["supernode"]["vms"][0]["published"]["FL_NODE_READY"] == "YES"
+
+
 # ------------------------------------------------------------------------------- WARNING
 def warning_doc(running, warning_roles=("supernode",)):
     """The recorded RUNNING service as OneFlow's watchdog leaves it when a VM stops running."""
