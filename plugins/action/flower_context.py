@@ -69,7 +69,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         role = args["role"]
         result.update(changed=False, values={}, role_vars={}, errors=[], withheld=[], one_env=None)
         if args["reveal_secrets"] and not self._task.no_log:

@@ -20,7 +20,7 @@ description:
     with their state in host variables, so a powered-off member does not silently disappear.
   - The configuration file name must end with C(oneflow.yml) or C(oneflow.yaml).
 author:
-  - opennebula.flower developers
+  - opennebula.flower contributors (@opennebula)
 requirements:
   - pyone
 extends_documentation_fragment:

@@ -509,7 +509,7 @@ def to_role_vars(spec, values, role):
         value = values.get(var["name"])
         if target and value is not None:
             # "superlink_training.num_rounds": a key of a dict variable.
-            name, _, key = target.partition(".")
+            name, _dot, key = target.partition(".")
             if key:
                 result.setdefault(name, {})[key] = value
             else:

@@ -189,7 +189,7 @@ def vm_summary(vm, prefix="FL_"):
     for kind, key in (("nic", "NIC"), ("alias", "NIC_ALIAS")):
         for raw in as_list(template.get(key)):
             raw = _mapping(raw)
-            nic = {field: None for _, field in NIC_FIELDS}
+            nic = {field: None for _one_key, field in NIC_FIELDS}
             for one_key, field in NIC_FIELDS:
                 value = template_scalar(raw.get(one_key))
                 if value not in ("", None):

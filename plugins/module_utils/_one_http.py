@@ -112,7 +112,7 @@ def backoff_delays(retries, initial=1.0, factor=2.0, cap=30.0):
     """Delays (seconds) slept before each of ``retries`` retries: initial, initial*factor, ..."""
     delays = []
     delay = float(initial)
-    for _ in range(max(0, int(retries))):
+    for _attempt in range(max(0, int(retries))):
         delays.append(min(delay, float(cap)))
         delay *= float(factor)
     return delays

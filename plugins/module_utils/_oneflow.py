@@ -549,7 +549,7 @@ def build_instantiate_merge(
         # check looks each role up by name, so every role is listed, in order, with its name.
         if values:
             merge["custom_attrs_values"] = values
-        if any(e for _, e in role_entries):
+        if any(e for _name, e in role_entries):
             merge["roles"] = [
                 dict(
                     {"name": n},
@@ -710,20 +710,20 @@ class OneFlowClient:
 
     # templates
     def list_templates(self):
-        _, data = self.http.request("GET", "/service_template")
+        _status, data = self.http.request("GET", "/service_template")
         return pool_documents(data)
 
     def get_template(self, template_id):
-        _, data = self.http.request("GET", f"/service_template/{int(template_id)}")
+        _status, data = self.http.request("GET", f"/service_template/{int(template_id)}")
         return self._document(data, f"GET /service_template/{template_id}")
 
     def create_template(self, body):
-        _, data = self.http.request("POST", "/service_template", json_body=body)
+        _status, data = self.http.request("POST", "/service_template", json_body=body)
         return self._document(data, "POST /service_template")
 
     def update_template(self, template_id, body):
         path = f"/service_template/{int(template_id)}"
-        _, data = self.http.request("PUT", path, json_body=body)
+        _status, data = self.http.request("PUT", path, json_body=body)
         if isinstance(data, dict) and "DOCUMENT" in data:
             return data["DOCUMENT"]
         return self.get_template(template_id)
@@ -734,17 +734,17 @@ class OneFlowClient:
 
     def instantiate(self, template_id, merge):
         path = f"/service_template/{int(template_id)}/action"
-        _, data = self.http.request("POST", path, json_body=instantiate_body(merge))
+        _status, data = self.http.request("POST", path, json_body=instantiate_body(merge))
         return self._document(data, f"POST {path}")
 
     # services
     def list_services(self):
-        _, data = self.http.request("GET", "/service")
+        _status, data = self.http.request("GET", "/service")
         return pool_documents(data)
 
     def get_service(self, service_id, missing_ok=False):
         try:
-            _, data = self.http.request("GET", f"/service/{int(service_id)}")
+            _status, data = self.http.request("GET", f"/service/{int(service_id)}")
         except OpenNebulaHTTPError as exc:
             if missing_ok and exc.status == 404:
                 return None

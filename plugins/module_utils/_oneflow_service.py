@@ -354,7 +354,7 @@ class ServiceRunner:
             return False, doc
 
         try:
-            doc, _, _ = wait_until(
+            doc, _attempts, _elapsed = wait_until(
                 check,
                 self.remaining(),
                 self.poll,
@@ -487,7 +487,7 @@ class ServiceRunner:
         given = (self.params.get("user_inputs"), self.params.get("role_user_inputs"))
         for value in password_values(body, *given):
             self.secret(value)
-        merge, _ = build_instantiate_merge(
+        merge, _schema = build_instantiate_merge(
             body,
             name=self.params.get("name"),
             user_inputs=self.params.get("user_inputs"),
@@ -566,7 +566,7 @@ class ServiceRunner:
             )
         summary = service_summary(doc, self.fetch_vms(doc, details=True), self.prefix)
         vms = not_running(summary)
-        failed = [vm_text(vm) for _, vm in vms if vm_condition(vm) == "failed"]
+        failed = [vm_text(vm) for _role, vm in vms if vm_condition(vm) == "failed"]
         if failed:
             self.fail(
                 f"service {service_id} is WARNING and {', '.join(failed)} in a failure state, "
@@ -576,7 +576,9 @@ class ServiceRunner:
                 doc,
             )
         todo = [
-            vm for _, vm in vms if vm_condition(vm) == "resumable" and vm["id"] not in self.resumed
+            vm
+            for _role, vm in vms
+            if vm_condition(vm) == "resumable" and vm["id"] not in self.resumed
         ]
         for vm in todo:
             self.changed = True

@@ -343,7 +343,7 @@ class OneGateClient:
         return "/vm" if vm_id is None else f"/vms/{int(vm_id)}"
 
     def get_vm(self, vm_id=None):
-        _, data = self.http.request("GET", self._vm_path(vm_id))
+        _status, data = self.http.request("GET", self._vm_path(vm_id))
         if not isinstance(data, dict) or "VM" not in data:
             raise OneGateError(f"unexpected answer to GET {self._vm_path(vm_id)}: {data!r:.200}")
         return data
@@ -361,7 +361,7 @@ class OneGateClient:
 
     def get_service(self, extended=False):
         query = {"extended": "true"} if extended else None
-        _, data = self.http.request("GET", "/service", query=query)
+        _status, data = self.http.request("GET", "/service", query=query)
         if not isinstance(data, dict) or "SERVICE" not in data:
             raise OneGateError(f"unexpected answer to GET /service: {data!r:.200}")
         return data

@@ -339,7 +339,7 @@ def main():
                 return evaluate(targets, expectations, params["role_match"])
 
             try:
-                _, attempts, elapsed = wait_until(
+                _value, attempts, elapsed = wait_until(
                     check, None if params["wait_timeout"] < 0 else params["wait_timeout"], backoff
                 )
             except WaitTimeout as exc:

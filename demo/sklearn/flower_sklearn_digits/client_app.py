@@ -42,7 +42,7 @@ def train(msg: Message, context: Context) -> Message:
     ``num-examples``, ``train_loss``, ``train_acc``.
     """
     model = _model_from(msg, context)
-    x_train, y_train, _, _ = _partition(context)
+    x_train, y_train, _x_test, _y_test = _partition(context)
     task.fit(model, x_train, y_train)
     loss, acc = task.evaluate(model, x_train, y_train)
     metrics = MetricRecord({"num-examples": len(y_train), "train_loss": loss, "train_acc": acc})
@@ -57,7 +57,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     Replies with ``metrics``: ``num-examples``, ``eval_loss``, ``eval_acc``.
     """
     model = _model_from(msg, context)
-    _, _, x_test, y_test = _partition(context)
+    _x_train, _y_train, x_test, y_test = _partition(context)
     loss, acc = task.evaluate(model, x_test, y_test)
     metrics = MetricRecord({"num-examples": len(y_test), "eval_loss": loss, "eval_acc": acc})
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

@@ -63,8 +63,10 @@ def _convert(kind: type, raw: object, where: str) -> object:
         raise ValueError(f"{where}={raw!r}: expected {kind.__name__}") from exc
 
 
-def resolve(run_config: Mapping[str, object], environ: Mapping[str, str] = os.environ) -> Settings:
-    """Each setting from the run config when set there, else the environment, else its default."""
+def resolve(run_config: Mapping[str, object], environ: Mapping[str, str] | None = None) -> Settings:
+    """Each setting from the run config when set there, else the environment (``environ``,
+    default ``os.environ``), else its default."""
+    environ = os.environ if environ is None else environ
     defaults = Settings()
     values = {}
     for name, (key, env) in SOURCES.items():

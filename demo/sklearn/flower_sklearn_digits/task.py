@@ -59,7 +59,7 @@ def load_partition(partition_id: int, num_partitions: int) -> Split:
     """Return (X_train, y_train, X_test, y_test) of one SuperNode's partition."""
     if not 0 <= partition_id < num_partitions:
         raise ValueError(f"partition-id {partition_id} not in [0, {num_partitions})")
-    x_pool, y_pool, _, _ = _split()
+    x_pool, y_pool, _x_test, _y_test = _split()
     idx = partition_indices(len(y_pool), num_partitions)[partition_id]
     x_train, x_test, y_train, y_test = train_test_split(
         x_pool[idx], y_pool[idx], test_size=LOCAL_TEST_FRACTION, random_state=SEED
@@ -69,7 +69,7 @@ def load_partition(partition_id: int, num_partitions: int) -> Split:
 
 def load_central_test() -> tuple[np.ndarray, np.ndarray]:
     """Return the held-out test set used by the ServerApp's centralized evaluation."""
-    _, _, x_test, y_test = _split()
+    _x_pool, _y_pool, x_test, y_test = _split()
     return x_test, y_test
 
 

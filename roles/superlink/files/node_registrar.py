@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: opennebula.flower contributors
 # Apache License 2.0 (see LICENSE)
 """Keep the SuperLink's registered SuperNode keys in line with who may join the federation.
@@ -215,7 +214,7 @@ class FlwrCli:
         out = ANSI_RE.sub("", proc.stdout)
         start = out.find("{")
         try:
-            answer, _ = json.JSONDecoder().raw_decode(out[start:]) if start >= 0 else (None, 0)
+            answer, _end = json.JSONDecoder().raw_decode(out[start:]) if start >= 0 else (None, 0)
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
