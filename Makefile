@@ -88,6 +88,7 @@ lint: bootstrap ## yamllint, ansible-lint, ruff, the generated docs, changelog, 
 	$(ACTIVATE) python tools/context_docs.py check
 	$(ACTIVATE) python tools/oneflow_template.py check
 	$(ACTIVATE) antsibull-changelog lint
+	$(ACTIVATE) bash tools/sanity.sh
 
 unit: bootstrap ## unit, emulator and integration tests
 	$(ACTIVATE) python -m pytest -q tests/unit tests/emulator tests/integration --ignore=tests/unit/test_demo_task.py
