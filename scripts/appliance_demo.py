@@ -68,6 +68,7 @@ def flwr_run_check():
         "flwr_run_check", ROOT / "scripts" / "flwr_run_check.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

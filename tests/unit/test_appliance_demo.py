@@ -60,3 +60,28 @@ def test_down_removes_what_the_demo_wrote(tmp_path, monkeypatch):
     (demo.dir / "run.json").write_text("{}")
     demo.down()  # no emulator runs: nothing to destroy, the directory goes
     assert not demo.dir.exists()
+
+
+def test_rerun_hints_name_a_flower_configuration_that_reaches_the_superlink(tmp_path, monkeypatch):
+    demo = appliance_demo.Demo("unit-hints")
+    monkeypatch.setattr(demo, "dir", appliance_demo.ROOT / ".cache" / "appliance-unit-hints")
+    demo.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        demo.federation_file = demo.dir / "federation.toml"
+        demo.ca_file = demo.dir / "flower-ca.crt"
+        demo.federation_file.write_text(
+            '[tool.flwr.federations.appliance]\naddress = "10.1.2.3:9093"\n'
+            f'root-certificates = "{demo.ca_file}"\n'
+        )
+        hints = demo.rerun_hints()
+        assert hints["the demo again"] == "make demo-run DEMO_ID=unit-hints"
+        assert hints["remove the demo"] == "make demo-down"
+        config = (demo.dir / "flwr" / "config.toml").read_text()
+        assert '[superlink]\ndefault = "appliance"' in config
+        assert 'address = "10.1.2.3:9093"' in config and str(demo.ca_file) in config
+        assert hints["your own Flower App"].startswith(
+            "FLWR_HOME=.cache/appliance-unit-hints/flwr "
+        )
+        assert "/flwr run <app directory> appliance --stream" in hints["your own Flower App"]
+    finally:
+        demo.down()
