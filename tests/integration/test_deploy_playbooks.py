@@ -25,6 +25,10 @@ TEMPLATES = {
     "7.0": ROOT / "oneflow" / "flower-service.yaml",
     "6.10": ROOT / "oneflow" / "flower-service-6.10.yaml",
 }
+GPU_TEMPLATES = {
+    "7.0": ROOT / "oneflow" / "flower-service-gpu.yaml",
+    "6.10": ROOT / "oneflow" / "flower-service-gpu-6.10.yaml",
+}
 # deploy.yml's tasks are those of the opennebula.flower.deploy role: named "<role> : <task>".
 ROLE = "opennebula.flower.deploy : "
 QCOW2 = b"QFI\xfb" + b"\0" * 20 + (10 * 2**30).to_bytes(8, "big") + b"\0" * 64
@@ -143,11 +147,12 @@ def changed_tasks(run: Any) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
 @pytest.mark.parametrize("version", ["7.0", "6.10"])
-def test_template_files_accepted_by_oneflow(make_emulator: Any, version: str) -> None:
-    """Both generated files pass OneFlow's validation (an emulator of each version), with the
+def test_template_files_accepted_by_oneflow(make_emulator: Any, version: str, variant: str) -> None:
+    """Every generated file passes OneFlow's validation (an emulator of each version), with the
     role user inputs, the network input, straight deployment and the ready status gate."""
-    body = yaml.safe_load(TEMPLATES[version].read_text())
+    body = yaml.safe_load((GPU_TEMPLATES if variant == "gpu" else TEMPLATES)[version].read_text())
     emu = make_emulator(version=version)
     template_id = emu.add_service_template(copy.deepcopy(body))
     assert template_id is not None
@@ -162,6 +167,14 @@ def test_template_files_accepted_by_oneflow(make_emulator: Any, version: str) ->
     assert "ONEAPP_FL_NUM_ROUNDS" in superlink[inputs]  # SuperLink only: role level
     assert "ONEAPP_FL_NODE_CONFIG" in supernode[inputs]
     assert not set(superlink[inputs]) & set(supernode[inputs])
+    gpu_inputs = {"ONEAPP_FL_GPU_ENABLED", "ONEAPP_FL_CUDA_VISIBLE_DEVICES"}
+    assert gpu_inputs <= set(supernode[inputs])
+    enabled = supernode[inputs]["ONEAPP_FL_GPU_ENABLED"].split("|")[-1]
+    assert (body["name"], enabled) == (
+        ("flower-federation-gpu", "YES") if variant == "gpu" else ("flower-federation", "NO")
+    )
+    cpu = yaml.safe_load(TEMPLATES[version].read_text())
+    assert cpu["roles"][0][inputs] == superlink[inputs]  # the same source
 
 
 def test_tool_check_is_clean() -> None:
@@ -349,9 +362,116 @@ def test_deploy_on_610(
     assert emu.vm(vms["superlink"][0]).template["CONTEXT"]["ONEAPP_FL_NUM_ROUNDS"] == "5"
 
 
+GPUS = [
+    {"vendor": "0x10de", "device": "0x2204", "class": "0x0302"},
+    {"short_address": "E1:00.0"},
+]
+
+
+@pytest.mark.parametrize("version", ["7.0", "6.10"])
+def test_deploy_gpu_supernodes(
+    version: str, make_emulator: Any, ansible_for: Any, helpers: Any, tmp_path: Path
+) -> None:
+    """flower_supernode_gpu: the GPU SuperNode VM template (PCI, q35, UEFI, host-passthrough,
+    pinning) and the GPU service template registered and instantiated; destroy.yml removes them.
+    The emulator's VMs are containers: they carry the PCI attributes and have no GPU."""
+    emu = make_emulator(version=version)
+    ansible = ansible_for(emu)
+    variables = deploy_vars(
+        tmp_path,
+        flower_oneflow_schema=version,
+        flower_supernode_gpu=True,
+        flower_gpu_pci_devices=GPUS,
+        flower_gpu_pin_policy="CORE",
+        flower_wait_timeout=60,
+    )
+    players = guests(emu, helpers)
+    run = ansible.playbook(str(PLAYBOOKS / "deploy.yml"), variables, timeout=300)
+    players.join()
+    assert run.rc == 0, run.output
+    with emu.lock:
+        vm_templates = {t.name: t.template for t in emu.store.vm_templates.values()}
+        service_templates = [d.name for d in emu.store.documents.values() if d.type == 101]
+    assert "Flower SuperNode" not in vm_templates and service_templates == ["flower-federation-gpu"]
+    gpu = vm_templates["Flower SuperNode GPU"]
+    firmware = "UEFI" if version == "7.0" else "/usr/share/OVMF/OVMF_CODE.fd"
+    assert gpu["OS"] == {"ARCH": "x86_64", "FIRMWARE": firmware, "MACHINE": "q35"}
+    assert gpu["CPU_MODEL"] == {"MODEL": "host-passthrough"}
+    assert gpu["TOPOLOGY"] == {"CORES": "2", "PIN_POLICY": "CORE", "SOCKETS": "1", "THREADS": "1"}
+    assert gpu["PCI"] == [
+        {"VENDOR": "0x10de", "DEVICE": "0x2204", "CLASS": "0x0302"},
+        {"SHORT_ADDRESS": "e1:00.0"},
+    ]
+    assert gpu["CONTEXT"]["ONEAPP_FL_GPU_ENABLED"] == "$ONEAPP_FL_GPU_ENABLED"
+    assert "PCI" not in vm_templates["Flower SuperLink"]
+    assert vm_templates["Flower SuperLink"]["OS"] == {"ARCH": "x86_64"}
+    vms = helpers.service_vm_ids(emu, helpers.find_service(emu, "fl-test"))
+    node = emu.vm(vms["supernode"][0])
+    assert [pci["VENDOR"] for pci in node.template["PCI"][:1]] == ["0x10de"]
+    assert node.template["CONTEXT"]["ONEAPP_FL_GPU_ENABLED"] == "YES"  # the GPU file's default
+    if version == "6.10":
+        return
+    destroy = ansible.playbook(
+        str(PLAYBOOKS / "destroy.yml"),
+        {
+            "flower_service_name": "fl-test",
+            "flower_supernode_gpu": True,
+            "flower_destroy_templates": True,
+            "flower_poll_interval": 0.1,
+        },
+        timeout=300,
+    )
+    assert destroy.rc == 0, destroy.output
+    with emu.lock:
+        assert not emu.store.vm_templates.keys() - {0}
+        assert not [d for d in emu.store.documents.values() if d.type == 101]
+
+
+GPU = {"flower_supernode_gpu": True}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (GPU, "flower_gpu_pci_devices=[]: required with flower_supernode_gpu=true"),
+        (
+            {"flower_gpu_pci_devices": GPUS[:1]},
+            "given, but flower_supernode_gpu is false; allowed: flower_supernode_gpu=true",
+        ),
+        (
+            dict(GPU, flower_gpu_pci_devices=[{"vendor": "10de"}, {"vendor": "nvidia"}]),
+            "flower_gpu_pci_devices[1].vendor=nvidia: allowed: 4 hex digits",
+        ),
+        (
+            dict(GPU, flower_gpu_pci_devices=[{"vendor": 4318}]),
+            "flower_gpu_pci_devices[0].vendor=4318: allowed: 4 hex digits with or without 0x, "
+            "quoted in YAML (0x10de unquoted is the number 4318)",
+        ),
+        (
+            dict(GPU, flower_gpu_pci_devices=[{"short_address": "0000:e1:00.0"}]),
+            "flower_gpu_pci_devices[0].short_address=0000:e1:00.0: allowed: the host's PCI address",
+        ),
+        (
+            dict(GPU, flower_gpu_pci_devices=[{"short_address": "e1:00.0", "vendor": "0x10de"}]),
+            "short_address and vendor/device/class together",
+        ),
+        (
+            dict(GPU, flower_gpu_pci_devices=[{}]),
+            "flower_gpu_pci_devices[0]={}: neither short_address nor vendor/device/class",
+        ),
+        (
+            dict(
+                GPU,
+                flower_gpu_pci_devices=GPUS,
+                flower_oneflow_schema="6.10",
+                flower_gpu_firmware="UEFI",
+            ),
+            "flower_gpu_firmware=UEFI: OpenNebula 6.10 takes a firmware path only",
+        ),
+        (
+            dict(GPU, flower_gpu_pci_devices=GPUS, flower_gpu_firmware="BIOS"),
+            "flower_gpu_firmware=BIOS: allowed: UEFI (OpenNebula 7.0), or the absolute path",
+        ),
         ({"flower_superlink_image_path": ""}, "flower_superlink_image_path is required"),
         (
             {"flower_supernode_image_path": "/nonexistent/supernode.qcow2"},
