@@ -17,7 +17,7 @@ FLOWER_OLDEST := 1.25.0
 ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
 endif
-SCENARIOS ?= docker tls firewall superlink supernode appliance e2e
+SCENARIOS ?= docker tls firewall gpu superlink supernode appliance e2e
 # The test registry; the scenarios' VMs reach it as flower-registry.test:$(FLOWER_REGISTRY_PORT).
 # (Defined before the export: `export X` would define X empty, and `?=` then keeps it empty.)
 FLOWER_REGISTRY_PORT ?= 5443

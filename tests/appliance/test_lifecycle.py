@@ -183,6 +183,7 @@ def test_deploy_reaches_ready_and_fl_ready(demo, deployed):
     assert deployed["address"] == published["FL_ENDPOINT"].rsplit(":", 1)[0] + ":9093"
     for node in role_vms(demo, "supernode"):
         assert user_template(demo, node)["FL_NODE_READY"] == "YES"
+        assert user_template(demo, node)["FL_GPU_AVAILABLE"] == "NO"
     assert "BEGIN CERTIFICATE" in demo.ca_file.read_text()
     # deploy.yml ran with -vvv and OpenNebula's password in ONE_PASSWORD.
     assert (
@@ -564,6 +565,8 @@ def test_quick_start_vms_from_templates_train_over_tls(demo, deployed, tmp_path)
                 "ONEAPP_FL_SUPERLINK_ADDRESS": f"{address}:9092",
                 "ONEAPP_FL_SSL_CA_CERTFILE": ca_base64,
                 "ONEAPP_FL_NODE_CONFIG": f"partition-id={i} num-partitions=2",
+                # Asked for a GPU the VM does not have: a warning, then the CPU.
+                **({"ONEAPP_FL_GPU_ENABLED": "YES"} if i == 1 else {}),
             })
             for i in range(2)
         ]  # fmt: skip
@@ -586,6 +589,11 @@ def test_quick_start_vms_from_templates_train_over_tls(demo, deployed, tmp_path)
             ).stdout
             assert "Read this VM from OneGate" in boot_log  # GET /vm, its own
             assert "Wait for the SuperLink to publish FL_READY" not in boot_log  # no /service
+            assert ready["FL_GPU_AVAILABLE"] == "NO"
+            gpu_log = in_vm(demo, node, "journalctl", "-t", "flower-gpu", "-p", "warning",
+                            "-o", "cat", "--no-pager").stdout  # fmt: skip
+            gpu_warning = "FL_GPU_ENABLED=YES but GPU not available: no NVIDIA PCI device"
+            assert (gpu_warning in gpu_log) == (node == nodes[1]), gpu_log
         joined = time.monotonic() - started
 
         ca_file = tmp_path / "quick-start-ca.crt"

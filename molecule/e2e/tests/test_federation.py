@@ -2,7 +2,8 @@
 
 The tests run in file order: TLS is in use (a plain-text client is refused); the firewall lets
 the SuperNodes reach the Fleet API only, and the controller the Control API; a SuperNode whose
-key site.yml did not register is refused; train over TLS; a run that overruns is stopped; then
+key site.yml did not register is refused; train over TLS (one SuperNode asked for a GPU it
+does not have and trains on the CPU); a run that overruns is stopped; then
 reconfigure the running federation with site.yml (the SuperLink restarts with process isolation
 and checkpoints) and train again on the same SuperNodes, then resume from the checkpoint.
 """
@@ -146,6 +147,19 @@ def test_demo_trains_to_completion(host, tmp_path):
     first, last = result["rounds"][0], result["rounds"][-1]
     assert last["accuracy"] > 0.85
     assert last["accuracy"] > first["accuracy"]
+
+
+def test_supernode_asked_for_a_gpu_trains_on_the_cpu(host):
+    # supernode-2 has gpu_enabled (ONEAPP_FL_GPU_ENABLED=YES) and no GPU; it trained above.
+    container = json.loads(in_vm("supernode-2", "docker", "inspect", "flower-supernode").stdout)[0]
+    assert not container["HostConfig"]["DeviceRequests"]
+    assert "FL_GPU_AVAILABLE=NO" in container["Config"]["Env"]
+    warnings = in_vm(
+        "supernode-2", "journalctl", "--no-pager", "-o", "cat", "-t", "flower-gpu", "-p", "warning"
+    )
+    assert "FL_GPU_ENABLED=YES but GPU not available: no NVIDIA PCI device" in warnings.stdout
+    quiet = in_vm("supernode-1", "journalctl", "--no-pager", "-o", "cat", "-t", "flower-gpu")
+    assert "GPU not available" not in quiet.stdout
 
 
 def test_overrunning_run_is_stopped_before_the_failure_is_reported(host, tmp_path):

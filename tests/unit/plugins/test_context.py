@@ -148,7 +148,7 @@ def test_defaults_are_valid(role):
 
 
 # Roles a superlink or supernode configure includes: their variables may be context targets.
-INCLUDED_ROLES = ("tls", "firewall")
+INCLUDED_ROLES = ("tls", "firewall", "gpu")
 
 
 def test_maps_to_names_role_variables_of_the_roles():
@@ -324,6 +324,9 @@ def test_to_role_vars_supernode():
         "ONEAPP_FL_FRAMEWORK": "pytorch",
         "ONEAPP_FL_MAX_WAIT_TIME": "60",
         "ONEAPP_FL_TLS_ENABLED": "NO",
+        "ONEAPP_FL_GPU_ENABLED": "YES",
+        "ONEAPP_FL_CUDA_VISIBLE_DEVICES": "0,1",
+        "ONEAPP_FL_GPU_MEMORY_FRACTION": "0.5",
     }
     values, errors = validate(SPEC, env, "supernode")
     assert errors == []
@@ -338,6 +341,10 @@ def test_to_role_vars_supernode():
         "supernode_node_config": {"partition-id": 1, "num-partitions": 2},
         "supernode_framework": "pytorch",
         "firewall_enabled": True,
+        "gpu_enabled": True,
+        "gpu_cuda_visible_devices": "0,1",
+        "gpu_memory_fraction": 0.5,
+        "gpu_dcgm_enabled": False,
     }
 
 
