@@ -200,6 +200,55 @@ CASES = {
         {"firewall_services": [{"name": "web", "port": 70000, "cidrs": []}]},
         ["firewall_services (web): port 70000 of web", "1-65535"],
     ),
+    "gpu-devices-name": (
+        "supernode",
+        "configure",
+        {
+            "supernode_superlink_address": "10.0.0.5:9092",
+            "gpu_enabled": True,
+            "gpu_cuda_visible_devices": "gpu0",
+        },
+        ["gpu_cuda_visible_devices='gpu0'", "all, or GPU indexes separated by commas"],
+    ),
+    "gpu-devices-negative": (
+        "gpu",
+        "configure",
+        {"gpu_enabled": True, "gpu_cuda_visible_devices": "-1"},
+        ["gpu_cuda_visible_devices='-1'", "such as 0 or 0,1"],
+    ),
+    "gpu-memory-fraction-zero": (
+        "supernode",
+        "configure",
+        {
+            "supernode_superlink_address": "10.0.0.5:9092",
+            "gpu_enabled": True,
+            "gpu_memory_fraction": 0,
+        },
+        ["gpu_memory_fraction='0'", "above 0 and at most 1"],
+    ),
+    "gpu-memory-fraction-above-one": (
+        "gpu",
+        "configure",
+        {"gpu_memory_fraction": "1.5"},
+        ["gpu_memory_fraction='1.5'", "above 0 and at most 1"],
+    ),
+    "dcgm-without-gpu": (
+        "supernode",
+        "configure",
+        {"supernode_superlink_address": "10.0.0.5:9092", "gpu_dcgm_enabled": True},
+        ["gpu_dcgm_enabled=True", "true needs gpu_enabled"],
+    ),
+    "dcgm-cidrs": (
+        "supernode",
+        "configure",
+        {
+            "supernode_superlink_address": "10.0.0.5:9092",
+            "gpu_enabled": True,
+            "gpu_dcgm_enabled": True,
+            "gpu_dcgm_allowed_cidrs": ["prometheus"],
+        },
+        ["gpu_dcgm_allowed_cidrs: 'prometheus' is not a network"],
+    ),
     "node-auth-without-tls": (
         "superlink",
         "configure",
