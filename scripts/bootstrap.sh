@@ -82,6 +82,11 @@ make_venv .venv "$(sha256sum requirements-dev.txt | cut -c1-16)" -r requirements
 for v in $(printf '%s\n' "$FLOWER_VERSION" "$FLOWER_OLDEST" | sort -u); do
   make_venv ".venv-flwr-$v" "flwr==$v" "flwr==$v" scikit-learn pytest
 done
+# The PyTorch demo's unit test and benchmark (make unit-pytorch, bench-pytorch): flwr and a CPU
+# build of torch (the wheel in /opt/wheels, where pip's configuration points). The demo does
+# not import torchvision (torchvision 0.28 is the release that goes with torch 2.13).
+TORCH_VENV=("flwr==$FLOWER_VERSION" torch==2.13.0+cpu pytest)
+make_venv .venv-torch "${TORCH_VENV[*]}" "${TORCH_VENV[@]}"
 # The oldest ansible-core that meta/runtime.yml's requires_ansible allows: the tests that must
 # hold on every supported release run their playbooks with it too (see tests/integration).
 ANSIBLE_OLDEST=(ansible-core==2.17.14 pyone==7.0.2)

@@ -1,0 +1,1 @@
+../../sklearn/flower_sklearn_digits/settings.py
