@@ -83,9 +83,14 @@ for v in $(printf '%s\n' "$FLOWER_VERSION" "$FLOWER_OLDEST" | sort -u); do
   make_venv ".venv-flwr-$v" "flwr==$v" "flwr==$v" scikit-learn pytest
 done
 # The PyTorch demo's unit test and benchmark (make unit-pytorch, bench-pytorch): flwr and a CPU
-# build of torch (the wheel in /opt/wheels, where pip's configuration points). The demo does
-# not import torchvision (torchvision 0.28 is the release that goes with torch 2.13).
-TORCH_VENV=("flwr==$FLOWER_VERSION" torch==2.13.0+cpu pytest)
+# build of torch where pip's find-links has one (this project's machines: /opt/wheels), else
+# PyPI's torch (a CUDA build, several GB). The demo does not import torchvision.
+TORCH=torch
+if pip_links=$(python3 -m pip config get global.find-links 2>/dev/null) \
+    && compgen -G "$pip_links/torch-2.13.0+cpu-*.whl" >/dev/null; then
+  TORCH=torch==2.13.0+cpu
+fi
+TORCH_VENV=("flwr==$FLOWER_VERSION" "$TORCH" pytest)
 make_venv .venv-torch "${TORCH_VENV[*]}" "${TORCH_VENV[@]}"
 # The oldest ansible-core that meta/runtime.yml's requires_ansible allows: the tests that must
 # hold on every supported release run their playbooks with it too (see tests/integration).

@@ -10,7 +10,8 @@ import pytest
 
 RESULTS = "/var/lib/flower-gpu-test/results.json"
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-SCENARIO = os.path.join(PROJECT, "molecule", "gpu")
+BAKE = os.path.join(PROJECT, "molecule", "gpu", "bake_check.yml")
+DOCTOR = os.path.join(PROJECT, "playbooks", "doctor.yml")
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_rendered_unit_gives_docker_the_devices(host):
     assert "CUDA_VISIBLE_DEVICES=0,1\n" in env and "FL_GPU_AVAILABLE=YES\n" in env
 
 
-def _bake(*args):
+def _playbook(path, *args):
     env = dict(
         os.environ,
         ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".collections"),
@@ -108,7 +109,7 @@ def _bake(*args):
             "ansible-playbook",
             "-i",
             os.environ["MOLECULE_INVENTORY_FILE"],
-            os.path.join(SCENARIO, "bake_check.yml"),
+            path,
             *args,
         ],
         env=env,
@@ -130,7 +131,9 @@ def _task_results(report, name):
 def test_bake_in_check_mode_plans_the_repositories(host):
     # What the repository tasks need, as a first bake would have installed it (not NVIDIA's).
     host.run_test("apt-get install -y -q python3-debian gpg")
-    rc, report = _bake("--check", "--diff", "-e", "gpu_toolkit_key_url=file:///etc/os-release")
+    rc, report = _playbook(
+        BAKE, "--check", "--diff", "-e", "gpu_toolkit_key_url=file:///etc/os-release"
+    )
     assert rc == 0, report
     repo = _task_results(report, "NVIDIA Container Toolkit repository")
     assert repo["changed"] is True
@@ -147,7 +150,8 @@ def test_bake_in_check_mode_plans_the_repositories(host):
 
 def test_bake_refuses_a_key_of_another_fingerprint(host):
     # A real key (Debian's archive key) downloaded for real: not NVIDIA's, so removed again.
-    rc, report = _bake(
+    rc, report = _playbook(
+        BAKE,
         "-e",
         "gpu_toolkit_key_url=file:///usr/share/keyrings/debian-archive-keyring.gpg",
         "-e",
@@ -158,3 +162,13 @@ def test_bake_refuses_a_key_of_another_fingerprint(host):
     assert "gpu_toolkit_key_fingerprint=C95B321B61E88C1809C4F759DDCAE044F796ECB0" in failure["msg"]
     assert not host.file("/etc/apt/keyrings/nvidia-container-toolkit.asc").exists
     assert not host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").exists
+
+
+def test_doctor_names_the_broken_layer():
+    rc, report = _playbook(DOCTOR)
+    assert rc != 0
+    layers = _task_results(report, "Report")["msg"]
+    assert "layer 2, VM - NVIDIA PCI devices: none" in layers
+    assert "layer 3, VM - nvidia-smi: not installed" in layers
+    verdict = _task_results(report, "Say which layer is broken")["msg"]
+    assert verdict.startswith("GPU layer pci is missing: no NVIDIA PCI device")
