@@ -86,6 +86,12 @@ variable "docker_source" {
   description = "docker role: ce (Docker's apt repository) or distribution (the distribution's docker.io)."
 }
 
+variable "gpu_support" {
+  type        = bool
+  default     = false
+  description = "SuperNode image: bake the NVIDIA driver and Container Toolkit (gpu role, gpu_install_enabled; the build host needs no GPU)."
+}
+
 variable "ansible_extra_arguments" {
   type        = list(string)
   default     = []
@@ -216,6 +222,7 @@ build {
       "-e", jsonencode({ appliance_cleanup = true, appliance_cleanup_paths = [local.image_dir] }),
       "-e", "superlink_flower_version=${var.flower_version}",
       "-e", "supernode_flower_version=${var.flower_version}",
+      "-e", jsonencode({ gpu_install_enabled = var.gpu_support }),
     ], var.ansible_extra_arguments)
   }
 
