@@ -1,53 +1,104 @@
-"""ServerApp: the configured strategy over the SuperNodes, and a centralized evaluation of the
-global model after every round on the central test set.
+"""ServerApp: the configured strategy over the SuperNodes, with progress lines from the
+SuperNodes' own evaluation. It imports no torch: the SuperLink's image needs none.
 
-It logs the sklearn demo's progress lines (parsed by ``scripts/flwr_run_check.py``)::
+After each round's evaluation (every sampled SuperNode evaluates the new global model on its
+local test split and replies ``eval_loss``/``eval_acc`` with ``num-examples``; the strategy
+averages them weighted by ``num-examples``) it logs the sklearn demo's progress lines, parsed by
+``scripts/flwr_run_check.py``::
 
-    INITIAL loss=2.3086 accuracy=0.1000 elapsed=0.05
-    ROUND 1/3 loss=2.2974 accuracy=0.1340 elapsed=9.80
-    ...
-    FINAL rounds=3 loss=0.0482 accuracy=0.9840 elapsed=30.10
+    ROUND 1/3 loss=2.2214 accuracy=0.1790 elapsed=38.10
+    ROUND 2/3 loss=0.1207 accuracy=0.9770 elapsed=76.52
+    ROUND 3/3 loss=0.0473 accuracy=0.9880 elapsed=114.81
+    FINAL rounds=3 loss=0.0473 accuracy=0.9880 elapsed=114.81
+
+There is no ``INITIAL`` line (the initial model is not evaluated: that would take a round trip to
+the SuperNodes), so the checker judges improvement from round 1 to the last round: run at least
+2 rounds. ``elapsed`` is seconds since the strategy started. ``fraction-evaluate`` must leave at
+least one SuperNode evaluating, or there are no progress lines.
 
 Rounds, strategy, its parameters, the minimum numbers of nodes and checkpointing come from
-``settings.py`` (the sklearn demo's, shared: run config, else the SuperLink appliance's ``FL_*``
-environment, else built-ins). Checkpoints are ``round-<n>.npz`` files of the state_dict's arrays
-in ``<checkpoint_dir>/<run id>``; ``checkpoint_resume`` starts from the newest one there is.
+``settings.py`` (generated from the sklearn demo's: run config, else the SuperLink appliance's
+``FL_*`` environment, else built-ins). The initial weights are made with numpy
+(``weights.py``). Checkpoints are ``round-<n>.npz`` files of the aggregated arrays in
+``<checkpoint_dir>/<run id>``, written after a round's aggregation; ``checkpoint_resume`` starts
+from the newest one that holds this model.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from logging import INFO, WARNING
 from pathlib import Path
 
-import numpy as np
-from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.app import ArrayRecord, Context, Message, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from flower_pytorch_cifar import task
-from flower_pytorch_cifar.settings import make_strategy, resolve
+from flower_pytorch_cifar import weights
+from flower_pytorch_cifar.settings import Settings, make_strategy, resolve
 
 app = ServerApp()
 
-
-def _initial_arrays(checkpoint_dir: Path, resume: bool) -> ArrayRecord:
-    """The seeded model's weights, or with ``resume`` the newest checkpoint's."""
-    saved = sorted(checkpoint_dir.glob("*/round-*.npz"), key=lambda p: p.stat().st_mtime)
-    if not (resume and saved):
-        return ArrayRecord(task.get_params(task.create_model()))
-    with np.load(saved[-1]) as arrays:
-        log(INFO, "RESUME from %s", saved[-1])
-        return ArrayRecord([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
+# The keys of the ClientApp's evaluate reply, averaged by the strategy.
+LOSS_KEY, ACCURACY_KEY = "eval_loss", "eval_acc"
 
 
-def _save(path: Path, params: list[np.ndarray]) -> None:
-    """A checkpoint; a failure is logged, not raised (training goes on)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, *params)
-    except OSError as exc:
-        log(WARNING, "checkpoint %s not saved: %s", path, exc)
+def initial_arrays(settings: Settings) -> ArrayRecord:
+    """The numpy-made initial weights, or with ``checkpoint_resume`` the newest checkpoint's."""
+    if settings.checkpoint_resume:
+        found = weights.latest_checkpoint(Path(settings.checkpoint_dir))
+        if found is not None:
+            log(INFO, "RESUME from %s", found[0])
+            return ArrayRecord(found[1])
+        log(INFO, "RESUME: no checkpoint of this model in %s", settings.checkpoint_dir)
+    return ArrayRecord(weights.initial_params())
+
+
+def with_progress(strategy, settings: Settings, run_dir: Path):
+    """``strategy`` with its ``aggregate_train`` and ``aggregate_evaluate`` wrapped: Flower's
+    ``Strategy.start`` calls them once per round, train then evaluate. The wrappers call the
+    strategy's own methods and return what they return; around them they save a checkpoint
+    (after train, when checkpointing is on) and log the progress lines (after evaluate).
+    The wrappers are attributes of this strategy object; its class is left alone."""
+    num_rounds, every = settings.num_rounds, settings.checkpoint_interval
+    aggregate_train, aggregate_evaluate = strategy.aggregate_train, strategy.aggregate_evaluate
+    t_start = time.monotonic()
+
+    def train_and_save(
+        server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrays, metrics = aggregate_train(server_round, replies)
+        if arrays is not None and settings.checkpoint_enabled and server_round % every == 0:
+            path = run_dir / f"round-{server_round}.npz"
+            try:
+                weights.save_checkpoint(path, arrays.to_numpy_ndarrays())
+            except OSError as exc:  # training goes on
+                log(WARNING, "checkpoint %s not saved: %s", path, exc)
+        return arrays, metrics
+
+    def evaluate_and_log(server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        metrics = aggregate_evaluate(server_round, replies)
+        if metrics is None or LOSS_KEY not in metrics or ACCURACY_KEY not in metrics:
+            log(
+                WARNING,
+                "round %d: no evaluation from the SuperNodes (%s): no progress line",
+                server_round,
+                metrics,
+            )
+            return metrics
+        stamp = (
+            f"loss={float(metrics[LOSS_KEY]):.4f} accuracy={float(metrics[ACCURACY_KEY]):.4f} "
+            f"elapsed={time.monotonic() - t_start:.2f}"
+        )
+        log(INFO, "ROUND %d/%d %s", server_round, num_rounds, stamp)
+        if server_round == num_rounds:
+            log(INFO, "FINAL rounds=%d %s", server_round, stamp)
+        return metrics
+
+    strategy.aggregate_train = train_and_save
+    strategy.aggregate_evaluate = evaluate_and_log
+    return strategy
 
 
 @app.main()
@@ -56,34 +107,10 @@ def main(grid: Grid, context: Context) -> None:
     cfg = context.run_config
     settings = resolve(cfg)
     log(INFO, "SETTINGS %s", settings)
-    choice = task.choose_device()  # the SuperLink's container: the CPU unless it has a GPU
-    for level, text in choice.messages:
-        log(level, "ServerApp evaluation: %s", text)
-    net = task.create_model()
-    x_test, y_test = task.load_central_test(str(cfg["dataset"]))
+    strategy = make_strategy(
+        settings, float(cfg["fraction-train"]), float(cfg["fraction-evaluate"])
+    )
     run_dir = Path(settings.checkpoint_dir) / str(context.run_id)
-    every = settings.checkpoint_interval
-    t_start = time.monotonic()
-
-    def central_evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        params = arrays.to_numpy_ndarrays()
-        task.set_params(net, params)
-        loss, acc = task.evaluate(net, x_test, y_test, choice.device)
-        stamp = f"loss={loss:.4f} accuracy={acc:.4f} elapsed={time.monotonic() - t_start:.2f}"
-        if server_round == 0:
-            log(INFO, "INITIAL %s", stamp)
-        else:
-            log(INFO, "ROUND %d/%d %s", server_round, settings.num_rounds, stamp)
-        if server_round == settings.num_rounds:
-            log(INFO, "FINAL rounds=%d %s", server_round, stamp)
-        if settings.checkpoint_enabled and server_round and server_round % every == 0:
-            _save(run_dir / f"round-{server_round}.npz", params)
-        return MetricRecord({"central_loss": loss, "central_accuracy": acc})
-
-    fractions = float(cfg["fraction-train"]), float(cfg["fraction-evaluate"])
-    make_strategy(settings, *fractions).start(
-        grid=grid,
-        initial_arrays=_initial_arrays(Path(settings.checkpoint_dir), settings.checkpoint_resume),
-        num_rounds=settings.num_rounds,
-        evaluate_fn=central_evaluate,
+    with_progress(strategy, settings, run_dir).start(
+        grid=grid, initial_arrays=initial_arrays(settings), num_rounds=settings.num_rounds
     )

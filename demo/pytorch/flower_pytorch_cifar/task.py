@@ -1,4 +1,5 @@
-"""Data, model, device and training helpers shared by the ServerApp and the ClientApp.
+"""Data, model, device and training helpers of the ClientApp (torch; the ServerApp needs only
+``weights.py``).
 
 Two data sources, chosen by the run config's ``dataset``:
 
@@ -8,12 +9,13 @@ Two data sources, chosen by the run config's ``dataset``:
   per image, under strong Gaussian noise. No file and no download: it works on air-gapped sites
   and in tests, and a small CNN learns it in a few rounds (10 % is chance).
 * ``cifar10``: the real CIFAR-10 through Flower Datasets (``uoft-cs/cifar10`` from the Hugging
-  Face Hub, so the SuperNodes and the SuperLink need the internet; ``flwr-datasets[vision]``
-  must be in the images).
+  Face Hub, so the SuperNodes need the internet; ``flwr-datasets[vision]`` must be in their
+  images, as it is in the ``pytorch`` variant).
 
-Either way the layout is the sklearn demo's: a central test set for the ServerApp only, and a
-federated pool cut into ``num-partitions`` IID, disjoint partitions; the SuperNode with
-``partition-id`` i takes partition i and splits it 80/20 into local train and test data.
+Either way the layout is the sklearn demo's: a federated pool cut into ``num-partitions`` IID,
+disjoint partitions (the SuperNode with ``partition-id`` i takes partition i and splits it 80/20
+into local train and test data), and a central test set apart from it, which the tests and
+``bench/pytorch_gpu.py`` evaluate on (the ServerApp reports the SuperNodes' evaluation).
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-NUM_CLASSES = 10
-IMAGE_SHAPE = (3, 32, 32)
-SEED = 42
+from flower_pytorch_cifar import weights
+from flower_pytorch_cifar.weights import IMAGE_SHAPE, NUM_CLASSES, SEED
+
 LOCAL_TEST_FRACTION = 0.2
-CENTRAL_TEST_SAMPLES = 1000  # offline: size of the ServerApp's test set
+CENTRAL_TEST_SAMPLES = 1000  # offline: size of the central test set
 DATASETS = ("offline", "cifar10")
 CIFAR10 = "uoft-cs/cifar10"
 
@@ -46,23 +48,23 @@ Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 class Net(nn.Module):
     """A small CNN for 3x32x32 images: three conv/ReLU/max-pool blocks, two linear layers
-    (about 156,000 parameters)."""
+    (about 156,000 parameters). Its sizes are those of ``weights.py``, which makes the
+    ServerApp's initial arrays without torch."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
+        blocks: list[nn.Module] = []
+        in_channels = IMAGE_SHAPE[0]
+        for out_channels in weights.CONV_CHANNELS:
+            conv = nn.Conv2d(in_channels, out_channels, weights.KERNEL, padding=weights.KERNEL // 2)
+            blocks += [conv, nn.ReLU(), nn.MaxPool2d(2)]
+            in_channels = out_channels
+        self.features = nn.Sequential(*blocks)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, NUM_CLASSES)
+            nn.Flatten(),
+            nn.Linear(weights.flat_features(), weights.HIDDEN),
+            nn.ReLU(),
+            nn.Linear(weights.HIDDEN, NUM_CLASSES),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,9 +72,11 @@ class Net(nn.Module):
 
 
 def create_model() -> Net:
-    """The model with the same initial weights everywhere (seeded)."""
-    torch.manual_seed(SEED)
-    return Net()
+    """The model with the ServerApp's initial weights (``weights.initial_params``, seeded): the
+    same everywhere."""
+    net = Net()
+    set_params(net, weights.initial_params())
+    return net
 
 
 # ------------------------------------------------------------------------------------------
@@ -176,8 +180,8 @@ def load_partition(
 
 
 def load_central_test(dataset: str = "offline") -> tuple[torch.Tensor, torch.Tensor]:
-    """The ServerApp's test set: offline, made with another seed than the pool; CIFAR-10's
-    ``test`` split."""
+    """The central test set (tests, benchmark): offline, made with another seed than the pool;
+    CIFAR-10's ``test`` split."""
     if dataset == "cifar10":
         x, y = _cifar_arrays(_federated_cifar10(1).load_split("test"))
     elif dataset == "offline":
@@ -287,7 +291,7 @@ def train(
     criterion = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(SEED)
     total_loss, correct = 0.0, 0
-    for _ in range(epochs):
+    for _epoch in range(epochs):
         total_loss, correct = 0.0, 0
         for idx in torch.randperm(len(y), generator=generator).split(batch_size):
             xb, yb = x[idx.to(device)], y[idx.to(device)]

@@ -29,31 +29,11 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp import strategy as strategies
 
 from flower_sklearn_digits import task
-from flower_sklearn_digits.settings import Settings, resolve
+from flower_sklearn_digits.settings import make_strategy, resolve
 
 app = ServerApp()
-
-
-def make_strategy(settings: Settings, fraction_train: float, fraction_evaluate: float):
-    """The strategy the settings name, with their parameters."""
-    common = {
-        "fraction_train": fraction_train,
-        "fraction_evaluate": fraction_evaluate,
-        "min_train_nodes": settings.min_fit_clients,
-        "min_evaluate_nodes": settings.min_evaluate_clients,
-        "min_available_nodes": settings.min_available_clients,
-    }
-    extra = {
-        "FedProx": {"proximal_mu": settings.fedprox_mu},
-        "FedAdam": {"tau": settings.fedadam_tau},
-        "Krum": {"num_malicious_nodes": settings.byzantine_clients},
-        "Bulyan": {"num_malicious_nodes": settings.byzantine_clients},
-        "FedTrimmedAvg": {"beta": settings.trim_ratio},
-    }.get(settings.strategy, {})
-    return getattr(strategies, settings.strategy)(**common, **extra)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

@@ -80,3 +80,25 @@ def resolve(run_config: Mapping[str, object], environ: Mapping[str, str] | None 
     if settings.strategy not in STRATEGIES:
         raise ValueError(f"strategy {settings.strategy!r}: expected one of {', '.join(STRATEGIES)}")
     return settings
+
+
+def make_strategy(settings: Settings, fraction_train: float, fraction_evaluate: float):
+    """The strategy the settings name, with their parameters (a flwr.serverapp strategy;
+    imported here so that this module needs only the standard library)."""
+    from flwr.serverapp import strategy as strategies
+
+    common = {
+        "fraction_train": fraction_train,
+        "fraction_evaluate": fraction_evaluate,
+        "min_train_nodes": settings.min_fit_clients,
+        "min_evaluate_nodes": settings.min_evaluate_clients,
+        "min_available_nodes": settings.min_available_clients,
+    }
+    extra = {
+        "FedProx": {"proximal_mu": settings.fedprox_mu},
+        "FedAdam": {"tau": settings.fedadam_tau},
+        "Krum": {"num_malicious_nodes": settings.byzantine_clients},
+        "Bulyan": {"num_malicious_nodes": settings.byzantine_clients},
+        "FedTrimmedAvg": {"beta": settings.trim_ratio},
+    }.get(settings.strategy, {})
+    return getattr(strategies, settings.strategy)(**common, **extra)
