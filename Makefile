@@ -87,12 +87,15 @@ lint: bootstrap ## yamllint, ansible-lint, ruff, the generated docs, changelog, 
 	$(ACTIVATE) python tools/role_docs.py check
 	$(ACTIVATE) python tools/context_docs.py check
 	$(ACTIVATE) python tools/oneflow_template.py check
+	$(ACTIVATE) python tools/demo_shared.py check
 	$(ACTIVATE) antsibull-changelog lint
 	$(ACTIVATE) bash tools/sanity.sh
 
 unit: bootstrap ## unit, emulator and integration tests
-	$(ACTIVATE) python -m pytest -q tests/unit tests/emulator tests/integration --ignore=tests/unit/test_demo_task.py
+	$(ACTIVATE) python -m pytest -q tests/unit tests/emulator tests/integration --ignore=tests/unit/test_demo_task.py \
+	  --ignore=tests/unit/test_pytorch_demo.py
 	$(FLWR_PY) -m pytest -q tests/unit/test_demo_task.py
+	.venv-torch/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_pytorch_demo.py
 
 molecule: registry-images ## molecule test of SCENARIOS (default: all)
 	$(MAKE) --no-print-directory molecule-run
