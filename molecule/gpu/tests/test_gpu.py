@@ -141,6 +141,10 @@ def test_bake_in_check_mode_plans_the_repositories(host):
     assert "URIs: https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH)\n" in repo["repo"]
     assert "Signed-By: /etc/apt/keyrings/nvidia-container-toolkit.asc\n" in repo["repo"]
     assert "Suites: /\n" in repo["repo"]
+    dcgm = _task_results(report, "DCGM exporter image")
+    assert dcgm["changed"] is True and "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.1-" in str(
+        dcgm["actions"]
+    )
     nonfree = _task_results(report, "Debian's contrib, non-free and non-free-firmware components")
     assert "Components: contrib non-free non-free-firmware\n" in nonfree["repo"]
     # Check mode changed nothing.
