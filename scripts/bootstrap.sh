@@ -12,7 +12,8 @@ FLOWER_VERSION=${FLOWER_VERSION:-1.42.0}
 FLOWER_OLDEST=1.25.0
 ANSIBLE_BUNDLE_VERSION=${ANSIBLE_BUNDLE_VERSION:-12.3.0}
 COLLECTIONS=(community/docker community/crypto community/general ansible/posix)
-APT_PACKAGES=(docker.io debootstrap rsync iproute2 python3-venv jq)
+# prometheus: for promtool (make monitoring-lint); its own server is stopped and disabled.
+APT_PACKAGES=(docker.io debootstrap rsync iproute2 python3-venv jq prometheus)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
@@ -25,6 +26,23 @@ install_packages() {
   log "apt-get install ${missing[*]} (waits up to 10 min while another process holds the apt lock)"
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then quiet_prometheus; fi
+}
+
+# Debian's prometheus package starts a server of its own on :9090 when it is installed (systemd,
+# or its init script where PID 1 is not systemd and no policy-rc.d says no): only its promtool
+# is wanted here (a test that needs a Prometheus starts its own), so that server is stopped
+# and kept from starting again.
+quiet_prometheus() {
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    # What its init script's stop does, matching the process by name (its --exec needs to read
+    # /proc/<pid>/exe, which root without CAP_SYS_PTRACE, as in a container, cannot).
+    start-stop-daemon --stop --quiet --oknodo --retry TERM/30/KILL/5 --name prometheus \
+      --pidfile /run/prometheus/prometheus.pid --remove-pidfile || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
 }
 
 start_docker() {
