@@ -80,7 +80,7 @@ registry: ## start the test registry (scripts/test-registry.sh)
 registry-down: ## stop the test registry
 	bash scripts/test-registry.sh stop
 
-lint: bootstrap ## yamllint, ansible-lint, ruff, the generated docs, changelog, ansible-test sanity
+lint: bootstrap ## yamllint, ansible-lint, ruff, the generated files, alert rules (promtool), changelog, ansible-test sanity
 	$(ACTIVATE) yamllint --strict .
 	$(ACTIVATE) ansible-lint --offline --profile production
 	$(ACTIVATE) ruff check . && ruff format --check .
@@ -88,6 +88,7 @@ lint: bootstrap ## yamllint, ansible-lint, ruff, the generated docs, changelog, 
 	$(ACTIVATE) python tools/context_docs.py check
 	$(ACTIVATE) python tools/oneflow_template.py check
 	$(ACTIVATE) python tools/demo_shared.py check
+	$(MAKE) --no-print-directory monitoring-lint
 	$(ACTIVATE) antsibull-changelog lint
 	$(ACTIVATE) bash tools/sanity.sh
 

@@ -11,7 +11,7 @@ import os
 import stat
 
 import pytest
-from ansible.module_utils.common import warnings as module_warnings
+from ansible.module_utils import basic
 from ansible_collections.opennebula.flower.plugins.modules import gpu_info
 
 H100 = ("0000:01:00.0", "0x10de", "0x2330", "0x030200")
@@ -56,11 +56,19 @@ def bindir(tmp_path, monkeypatch):
     return path
 
 
+@pytest.fixture
+def warned(monkeypatch):
+    """What the module passes to AnsibleModule.warn (where Ansible then shows it depends on
+    the process: its display or the result)."""
+    messages = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, text: messages.append(text))
+    return messages
+
+
 def _detect(run_module, sysfs, required=True):
-    module_warnings._global_warnings.clear()  # a process-wide list: only this run's
     result, failed = run_module(gpu_info.main, {"sysfs": str(sysfs), "required": required})
     assert not failed and result["changed"] is False
-    return result["ansible_facts"]["flower_gpu"], module_warnings.get_warning_messages()
+    return result["ansible_facts"]["flower_gpu"]
 
 
 def _driver(sysfs, version="570.172.08"):
@@ -69,22 +77,22 @@ def _driver(sysfs, version="570.172.08"):
     (module / "version").write_text(version + "\n")
 
 
-def test_no_nvidia_device_is_the_pci_layer(run_module, sysfs, bindir):
-    facts, warnings = _detect(run_module, sysfs)
+def test_no_nvidia_device_is_the_pci_layer(run_module, sysfs, bindir, warned):
+    facts = _detect(run_module, sysfs)
     assert facts["pci_devices"] == []
     assert (facts["usable"], facts["missing"]) == (False, "pci")
-    assert any("missing layer: pci" in w and "Training on the CPU" in w for w in warnings)
+    assert any("missing layer: pci" in w and "Training on the CPU" in w for w in warned)
 
 
-def test_not_required_does_not_warn(run_module, sysfs, bindir):
-    facts, warnings = _detect(run_module, sysfs, required=False)
+def test_not_required_does_not_warn(run_module, sysfs, bindir, warned):
+    facts = _detect(run_module, sysfs, required=False)
     assert facts["missing"] == "pci"
-    assert not any("GPU not available" in w for w in warnings)
+    assert not any("GPU not available" in w for w in warned)
 
 
 def test_device_without_driver(run_module, sysfs, bindir):
     _device(sysfs, *H100, driver="vfio-pci")
-    facts, _ = _detect(run_module, sysfs)
+    facts = _detect(run_module, sysfs)
     assert facts["pci_devices"] == [
         {
             "address": "0000:01:00.0",
@@ -100,7 +108,7 @@ def test_device_without_driver(run_module, sysfs, bindir):
 def test_driver_without_nvidia_smi(run_module, sysfs, bindir):
     _device(sysfs, *H100, driver="nvidia")
     _driver(sysfs)
-    facts, _ = _detect(run_module, sysfs)
+    facts = _detect(run_module, sysfs)
     assert facts["driver_loaded"] and facts["driver_version"] == "570.172.08"
     assert facts["missing"] == "nvidia-smi" and "not installed" in facts["reason"]
 
@@ -109,7 +117,7 @@ def test_nvidia_smi_that_finds_no_device(run_module, sysfs, bindir):
     _device(sysfs, *H100, driver="nvidia")
     _driver(sysfs)
     _command(bindir, "nvidia-smi", 'echo "No devices were found"; exit 6')
-    facts, _ = _detect(run_module, sysfs)
+    facts = _detect(run_module, sysfs)
     assert facts["gpus"] == []
     assert facts["missing"] == "nvidia-smi" and "No devices were found" in facts["reason"]
 
@@ -118,17 +126,17 @@ def test_no_toolkit(run_module, sysfs, bindir):
     _device(sysfs, *H100, driver="nvidia")
     _driver(sysfs)
     _command(bindir, "nvidia-smi", f"printf '{SMI_ROWS}'")
-    facts, _ = _detect(run_module, sysfs)
+    facts = _detect(run_module, sysfs)
     assert [g["index"] for g in facts["gpus"]] == [0, 1]
     assert facts["missing"] == "toolkit" and "gpu_install_enabled" in facts["reason"]
 
 
-def test_every_layer_there(run_module, sysfs, bindir):
+def test_every_layer_there(run_module, sysfs, bindir, warned):
     _device(sysfs, *H100, driver="nvidia")
     _driver(sysfs)
     _command(bindir, "nvidia-smi", f"printf '{SMI_ROWS}'")
     _command(bindir, "nvidia-container-runtime-hook", "exit 0")
-    facts, warnings = _detect(run_module, sysfs)
+    facts = _detect(run_module, sysfs)
     assert (facts["usable"], facts["missing"], facts["reason"]) == (True, "", "")
     assert facts["gpus"][0] == {
         "index": 0,
@@ -137,7 +145,7 @@ def test_every_layer_there(run_module, sysfs, bindir):
         "pci_bus_id": "00000000:01:00.0",
     }
     assert facts["toolkit"].endswith("/nvidia-container-runtime-hook")
-    assert not any("GPU not available" in w for w in warnings)
+    assert not any("GPU not available" in w for w in warned)
 
 
 def test_parse_smi_skips_what_is_not_a_row():
