@@ -3,7 +3,8 @@
 - every metric is declared once, follows Prometheus's naming conventions, and the contract
   holds at least the seeds' eleven FL metrics and eight GPU metrics;
 - every metric name the alert rules (monitoring/prometheus/flower-alerts.yml) and their unit
-  tests use is declared, and every label an annotation prints comes with those metrics;
+  tests use is declared (``metric_names`` and ``declared_series`` serve test_dashboards.py
+  too), and every label an annotation prints comes with those metrics;
 - every alert has a severity, a summary and a description, and a promtool test case where it
   fires (with its severity) and one where it does not (promtool itself runs in make lint:
   make monitoring-lint);
@@ -46,6 +47,17 @@ def _contract() -> list[dict[str, Any]]:
 
 def _declared() -> set[str]:
     return {m["name"] for m in _contract()}
+
+
+def declared_series() -> set[str]:
+    """The series names the contract declares (a histogram as its _bucket, _sum and _count)."""
+    names = set()
+    for m in _contract():
+        if m["type"] == "histogram":
+            names |= {m["name"] + suffix for suffix in ("_bucket", "_sum", "_count")}
+        else:
+            names.add(m["name"])
+    return names
 
 
 def _alerts() -> list[dict[str, Any]]:
@@ -183,6 +195,14 @@ def test_contract_holds_the_seeds_metrics() -> None:
         ),
         ("(a unless changes(a[30m]) > 0) and (b offset 30m)", {"a", "b"}),
         ('sum by (gpu) (DCGM_FI_DEV_FB_USED{gpu=~"0|1"})', {"DCGM_FI_DEV_FB_USED"}),
+        # the dashboards' (test_dashboards.py): Grafana variables, histograms, vector()
+        (
+            'histogram_quantile(0.9, sum by (le) (rate(x_bucket{instance=~"$instance"}'
+            "[$__rate_interval])))",
+            {"x_bucket"},
+        ),
+        ('count(a{gpu=~"$gpu"} > 0) or vector(0)', {"a"}),
+        ("rate(e[$__rate_interval]) / 1000", {"e"}),
     ],
 )
 def test_metric_names_parser(expr: str, names: set[str]) -> None:

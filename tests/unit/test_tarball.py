@@ -32,7 +32,7 @@ ALLOWED = (
     "docs/",
     "inventories/",
     "meta/",
-    "monitoring/",  # the operator's Prometheus rules (and later dashboards)
+    "monitoring/",  # the operator's Prometheus rules, Grafana dashboards and provisioning
     "oneflow/",
     "packer/",
     "playbooks/",
@@ -61,6 +61,11 @@ REQUIRED = (
     "demo/sklearn/pyproject.toml",
     "meta/metrics.yml",
     "monitoring/prometheus/flower-alerts.yml",
+    "monitoring/grafana/dashboards/flower-training-overview.json",
+    "monitoring/grafana/dashboards/flower-client-health.json",
+    "monitoring/grafana/dashboards/flower-gpu-health.json",
+    "monitoring/grafana/provisioning/dashboards.yml",
+    "monitoring/grafana/provisioning/datasources.yml",
     "docs/monitoring.md",
 )
 # Harness paths that once shipped: each must be outside the allow-list (guards the list itself).
@@ -76,6 +81,7 @@ HARNESS = (
     "molecule/e2e/molecule.yml",
     "requirements-dev.txt",
     "monitoring/prometheus/tests/flower-alerts.test.yml",
+    "tests/unit/test_dashboards.py",
 )
 
 
