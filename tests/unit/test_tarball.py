@@ -77,6 +77,7 @@ HARNESS = (
     "scripts/one-context-standin/build-deb.sh",
     "scripts/bake/bake.sh",
     "tests/unit/test_tarball.py",
+    "design/observability.md",
     "opennebula_emulator/server.py",
     "molecule/e2e/molecule.yml",
     "requirements-dev.txt",
