@@ -18,14 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import socket
-import subprocess
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_server import BINARY, Prometheus
 from test_monitoring import CONTRACT, DOC, declared_series, metric_names
 
 REPO = Path(__file__).resolve().parents[2]
@@ -263,21 +257,6 @@ def _labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _query(base: str, expr: str) -> dict[str, Any]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 (loopback)
-            return json.load(answer)
-    except urllib.error.HTTPError as err:  # a bad query: 400 with the error in the body
-        return json.load(err)
-
-
 class _Exporters(BaseHTTPRequestHandler):
     scrapes: dict[str, int]
 
@@ -299,12 +278,10 @@ class _Exporters(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """A Prometheus scraping the sample exporters; yields (its URL, the targets' instance)."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).is_file():
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, str]]:
+    """A Prometheus scraping the sample exporters; yields (it, the targets' instance)."""
+    if not Path(BINARY).is_file():
         pytest.skip("prometheus is not installed (make bootstrap installs Debian's prometheus)")
-    tmp = tmp_path_factory.mktemp("prometheus")
     handler = type("Exporters", (_Exporters,), {"scrapes": {}})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -317,42 +294,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             for p, job in JOBS.items()
         ],
     }
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log = (tmp / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp / "prometheus.log").read_text()
-            assert time.monotonic() < deadline, (tmp / "prometheus.log").read_text()
-            try:
-                counts = _query(base, "min(count_over_time(up[1m]))")["data"]["result"]
-                if counts and float(counts[0]["value"][1]) >= SCRAPES:
-                    break
-            except OSError:  # not listening yet
-                pass
-            time.sleep(0.5)
-        yield base, instance
+        with Prometheus(config, tmp_path_factory.mktemp("prometheus")) as prom:
+            prom.wait_until(
+                lambda: (prom.values("min(count_over_time(up[1m]))") or [0])[0] >= SCRAPES,
+                30,
+                "the sample exporters were not scraped",
+            )
+            yield prom, instance
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         server.shutdown()
         server.server_close()
 
@@ -386,10 +336,10 @@ def test_sample_exposition_covers_the_contract() -> None:
 def test_expression_evaluates_with_data(
     prometheus: tuple[str, str], stem: str, where: str, expr: str
 ) -> None:
-    base, instance = prometheus
+    prom, instance = prometheus
     board = _boards()[stem]
     sent = _substitute(expr, board, instance)
-    answer = _query(base, sent)
+    answer = prom.query(sent)
     assert answer["status"] == "success", (sent, answer.get("error"))
     result = answer["data"]["result"]
     assert result, f"{stem} / {where}: no data for {sent}"

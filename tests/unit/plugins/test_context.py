@@ -133,7 +133,7 @@ def test_variable_without_examples_is_refused():
 def test_spec_typo_and_missing_note_are_refused():
     raw = yaml.safe_load(SPEC_FILE.read_text(encoding="utf-8"))
     raw["variables"][0]["defualt"] = "x"
-    raw["variables"][2].pop("note")
+    next(var for var in raw["variables"] if var["maps_to"] is None).pop("note")
     with pytest.raises(SpecError) as info:
         load_spec(raw)
     assert "defualt" in str(info.value) and "note" in str(info.value)
@@ -291,6 +291,9 @@ def test_to_role_vars_superlink():
     assert role_vars == {
         "superlink_flower_version": "1.42.0",
         "superlink_log_level": "INFO",
+        "superlink_log_format": "text",
+        "superlink_metrics_enabled": False,
+        "superlink_metrics_port": 9101,
         "superlink_isolation": "process",
         "superlink_database_enabled": True,
         "superlink_tls_enabled": True,
@@ -333,6 +336,7 @@ def test_to_role_vars_supernode():
     assert to_role_vars(SPEC, values, "supernode") == {
         "supernode_flower_version": "1.42.0",
         "supernode_log_level": "INFO",
+        "supernode_log_format": "text",
         "supernode_tls_enabled": False,
         "supernode_discovery_backoff": "fixed",
         "supernode_superlink_address": "10.0.0.5:9092",
