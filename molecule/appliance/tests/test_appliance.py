@@ -5,6 +5,7 @@ import base64
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ GOOD = {
     "ONEAPP_FL_NUM_ROUNDS": "4",
     "ONEAPP_FL_STRATEGY": "FedProx",
     "ONEAPP_FL_CERT_EXTRA_SAN": "flower.example.test",
+    "ONEAPP_FL_METRICS_ENABLED": "YES",
+    "ONEAPP_FL_METRICS_PORT": "9102",
+    "ONEAPP_FL_LOG_FORMAT": "json",
 }
 
 
@@ -80,6 +84,27 @@ def test_training_context_reaches_the_serverapp_environment(booted):
     env = booted["Config"]["Env"]
     assert "FL_NUM_ROUNDS=4" in env
     assert "FL_STRATEGY=FedProx" in env
+
+
+def scrape(host, port):
+    """The exporter's /metrics as Prometheus would read it on the VM (it may still be starting)."""
+    for _ in range(45):
+        answer = host.run(f"curl -fsS http://127.0.0.1:{port}/metrics")
+        if answer.rc == 0 and "flower_superlink_up 1.0" in answer.stdout:
+            break
+        time.sleep(2)
+    return answer.stdout
+
+
+def test_metrics_and_json_logs_from_the_context(host, booted):
+    assert "9101/tcp -> 0.0.0.0:9102" in host.check_output("docker port flower-superlink")
+    metrics = scrape(host, 9102)
+    assert "flower_superlink_up 1.0" in metrics, metrics
+    assert f'flower_build_info{{flower_version="{FLOWER_VERSION}"}} 1.0' in metrics
+    lines = [
+        line for line in host.check_output("docker logs flower-superlink 2>&1").splitlines() if line
+    ]
+    assert lines and all(json.loads(line)["component"] for line in lines)
 
 
 def test_bad_context_is_refused_before_anything_changes(host, booted):
