@@ -33,6 +33,36 @@ CASES = {
         {"superlink_control_port": 9092},
         ["superlink_control_port=9092", "distinct"],
     ),
+    "metrics-port-clash": (
+        "superlink",
+        "configure",
+        {"superlink_metrics_enabled": True, "superlink_metrics_port": 9093},
+        ["superlink_metrics_port=9093", "not the Fleet port 9092 nor the Control port 9093"],
+    ),
+    "metrics-without-prometheus-client": (
+        "superlink",
+        "configure",
+        {"superlink_metrics_enabled": True, "superlink_build_packages": ["scikit-learn"]},
+        ["superlink_build_packages=['scikit-learn']", "prometheus-client"],
+    ),
+    "metrics-interval": (
+        "superlink",
+        "configure",
+        {"superlink_metrics_enabled": True, "superlink_metrics_interval": 0},
+        ["superlink_metrics_interval=0", "seconds >= 1"],
+    ),
+    "metrics-sources": (
+        "superlink",
+        "configure",
+        {"superlink_metrics_enabled": True, "superlink_metrics_allowed_cidrs": ["prometheus"]},
+        ["superlink_metrics_allowed_cidrs", "prometheus"],
+    ),
+    "log-format": (
+        "supernode",
+        "configure",
+        {"supernode_log_format": "xml"},
+        ["supernode_log_format", "xml", "text, json"],
+    ),
     "flower-version": (
         "superlink",
         "install",
