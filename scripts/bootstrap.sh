@@ -98,7 +98,7 @@ make_venv .venv "$(sha256sum requirements-dev.txt | cut -c1-16)" -r requirements
 # The Flower CLI (and the demo's dependencies) apart from the toolchain: flwr pins
 # cryptography<45, ansible-lint needs >=46. One per Flower version, for `make e2e-latest`.
 for v in $(printf '%s\n' "$FLOWER_VERSION" "$FLOWER_OLDEST" | sort -u); do
-  make_venv ".venv-flwr-$v" "flwr==$v" "flwr==$v" scikit-learn pytest
+  make_venv ".venv-flwr-$v" "flwr==$v prometheus-client" "flwr==$v" scikit-learn pytest prometheus-client
 done
 # The PyTorch demo's unit test and benchmark (make unit-pytorch, bench-pytorch): flwr and a CPU
 # build of torch where pip's find-links has one (this project's machines: /opt/wheels), else
