@@ -40,6 +40,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -197,7 +198,9 @@ class ControlClient:
 
             scheme = "https" if self.ca else "http"
             self.base = f"{scheme}://{self.address}"
-            verify: str | bool = self.ca if self.ca else False
+            verify: ssl.SSLContext | bool = (
+                ssl.create_default_context(cafile=self.ca) if self.ca else False
+            )
             self.client = ControlHttpClient(self.base, verify=verify, timeout=CALL_TIMEOUT)
             self.http = httpx.Client(verify=verify, timeout=CALL_TIMEOUT)
         else:
