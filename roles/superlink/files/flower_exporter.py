@@ -686,7 +686,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: flower_exporter.py CONFIG.json", file=sys.stderr)
         return 2
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
     config = json.loads(Path(argv[0]).read_text())
     json_logs = "json" in (config.get("log_format"), os.environ.get("FL_LOG_FORMAT"))
@@ -697,6 +697,8 @@ def main(argv: list[str]) -> int:
     exporter = Exporter(config, log)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(exporter)
+    # The exporter's own CPU, memory and start time (process_*): its cost, and its restarts.
+    ProcessCollector(registry=registry)
     exporter.publish(up=False)
     listen = config.get("listen_address", "0.0.0.0")  # noqa: S104 (in the SuperLink's netns)
     port = int(config.get("port", 9101))
