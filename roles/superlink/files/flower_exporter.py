@@ -715,7 +715,11 @@ def main(argv: list[str]) -> int:
     def loop() -> None:
         while not stop.is_set():
             started = time.monotonic()
-            exporter.poll()
+            try:
+                exporter.poll()
+            except Exception as err:  # a bug must not freeze the metrics: next poll
+                log("ERROR", f"poll failed: {type(err).__name__}: {short(err)}")
+                exporter.publish(up=False)
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
     threading.Thread(target=loop, name="poller", daemon=True).start()
