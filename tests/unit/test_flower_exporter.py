@@ -470,7 +470,9 @@ def test_run_seen_through_metrics(fed: Federation) -> None:
     contract = yaml.safe_load((ROOT / "meta" / "metrics.yml").read_text())["metrics"]
     declared = {c["name"] for c in contract if c["provider"] == "flower-exporter"}
     names = {re.sub(r"_(bucket|sum|count)$", "", name) for name, _ in m}
-    assert names == declared - {"flower_round_current"}
+    own = {name for name in names if name.startswith("process_")}  # the exporter's process
+    assert "process_start_time_seconds" in own
+    assert names - own == declared - {"flower_round_current"}
 
     lines = fed.exporter_lines()  # every line is a JSON object
     assert all(
