@@ -85,8 +85,9 @@ class Prometheus:
         except urllib.error.HTTPError as err:  # a bad query: 400 with the error in the body
             return json.load(err)
 
-    def query(self, expr: str) -> dict[str, Any]:
-        return self.api("query", query=expr)
+    def query(self, expr: str, at: float | None = None) -> dict[str, Any]:
+        """An instant query, now or at the Unix time ``at``."""
+        return self.api("query", query=expr, **({"time": str(at)} if at is not None else {}))
 
     def values(self, expr: str) -> list[float]:
         """The sample values of an instant query (empty when it has no data)."""

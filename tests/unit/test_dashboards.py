@@ -307,9 +307,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prome
         server.server_close()
 
 
-def _substitute(expr: str, board: dict[str, Any], instance: str) -> str:
+def _substitute(expr: str, board: dict[str, Any], instance: str, run_id: str = RUN_ID) -> str:
     """The expression as Grafana sends it, each variable at the value a user picks."""
-    values = {"instance": instance, "run_id": RUN_ID, "gpu": GPU}
+    values = {"instance": instance, "run_id": run_id, "gpu": GPU}
     for var in board["templating"]["list"]:
         if var["type"] in ("custom", "interval", "constant"):
             values[var["name"]] = var["current"]["value"]

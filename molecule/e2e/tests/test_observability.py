@@ -27,6 +27,9 @@ testinfra_hosts = ["ansible://superlink"]
 
 METRICS_PORT = 9101
 ROUNDS = 2
+# A moment the training run was running (test_metrics_follow_a_training_run sets it): the
+# dashboards' per-run panels (current round) have data only while a run runs.
+RUNNING = {}
 SUPERNODES = 2
 RULES = next(ROOT.glob("**/prometheus/flower-alerts.yml"))
 
@@ -64,6 +67,9 @@ def test_metrics_follow_a_training_run(host, prometheus, tmp_path):
     assert prometheus.values('flower_runs{status="finished:completed"}')[0] >= 1
     assert prometheus.values(f'flower_build_info{{flower_version="{VERSION}"}}') == [1]
     assert prometheus.values("flower_round_duration_seconds_count")[0] >= ROUNDS
+    seen = prometheus.api("query", query=f"flower_round_current{{{run}}}[10m]")["data"]["result"]
+    assert seen, "Prometheus never saw the run's current round"
+    RUNNING.update(at=float(seen[0]["values"][-1][0]), run_id=str(result["run_id"]))
 
 
 EXPRS = dashboards._all_exprs()
@@ -71,9 +77,11 @@ EXPRS = dashboards._all_exprs()
 
 @pytest.mark.parametrize(("stem", "where", "expr"), EXPRS, ids=[f"{s}: {w}" for s, w, _ in EXPRS])
 def test_dashboard_expressions_evaluate(host, prometheus, stem, where, expr):
+    assert "at" in RUNNING, "no training run was seen"
     board = dashboards._boards()[stem]
-    sent = dashboards._substitute(expr, board, f"{vm_address(host)}:{METRICS_PORT}")
-    answer = prometheus.query(sent)
+    instance = f"{vm_address(host)}:{METRICS_PORT}"
+    sent = dashboards._substitute(expr, board, instance, RUNNING["run_id"])
+    answer = prometheus.query(sent, at=RUNNING["at"])
     assert answer["status"] == "success", (sent, answer.get("error"))
     if stem != dashboards.GPU_BOARD:  # no GPU here: the DCGM series stay empty
         assert answer["data"]["result"], f"{stem} / {where}: no data for {sent}"
