@@ -359,6 +359,8 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     tmp = tmp_path_factory.mktemp(f"exporter-{version}")
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     env |= {"FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    # What the JSON log wrapper (flower_jsonlines.py) tells the programs it runs.
+    env["FLOWER_JSONLINES_DIR"] = str(ROOT / "roles" / "flower_container" / "files")
     env.pop("VIRTUAL_ENV", None)
     env.pop("FL_LOG_FORMAT", None)
     f = Federation(version, venv, tmp, dict(zip(names, free_ports(len(names)), strict=True)), env)
@@ -475,9 +477,17 @@ def test_run_seen_through_metrics(fed: Federation) -> None:
     assert names - own == declared - {"flower_round_current"}
 
     lines = fed.exporter_lines()  # every line is a JSON object
-    assert all(
-        line["component"] == "exporter" and line["time"].endswith("+00:00") for line in lines
-    )
+    assert all(line["time"].endswith("+00:00") for line in lines)
+    assert {line["component"] for line in lines} <= {"exporter", "serverapp"}
+    # Where the release's SuperExec discards the ServerApp's console output (1.42), the
+    # exporter writes the ServerApp's lines it reads, with their events; else it does not.
+    serverapp = [line for line in lines if line["component"] == "serverapp"]
+    if fed.version == "1.42.0":
+        ends = [line for line in serverapp if line.get("event") == "round_end"]
+        assert [(e["run_id"], e["round"]) for e in ends] == [(int(run_id), 1), (int(run_id), 2)]
+        assert all("accuracy" in e and "duration" in e for e in ends)
+    else:
+        assert serverapp == []
     events = {(line.get("event"), str(line.get("run_id"))): line for line in lines}
     assert ("run_started", run_id) in events
     done = events[("run_finished", run_id)]

@@ -25,14 +25,14 @@ GREEN, RESET = "\x1b[32m", "\x1b[0m"
 # (the line as Flower writes it, the event, its fields); the texts are Flower's format strings
 # (see design/observability.md for where each comes from) and the bundled demos' lines.
 LINES = [
-    ("INFO :      Created run 4242", "run_submitted", {"run_id": "4242"}),
+    ("INFO :      Created run 4242", "run_submitted", {"run_id": 4242}),
     (
         "INFO :      Created run 4242 in federation default",
         "run_submitted",
-        {"run_id": "4242", "federation": "default"},
+        {"run_id": 4242, "federation": "default"},
     ),
-    ("INFO :      Starting run 4242", "run_started", {"run_id": "4242"}),
-    ("INFO :      Run ID 4242 stopped.", "run_finished", {"run_id": "4242"}),
+    ("INFO :      Starting run 4242", "run_started", {"run_id": 4242}),
+    ("INFO :      Run ID 4242 stopped.", "run_finished", {"run_id": 4242}),
     ("INFO :      Starting FedAvg strategy:", "strategy_start", {"strategy": "FedAvg"}),
     (f"{GREEN}INFO {RESET}:      [ROUND 2/3]", "round_start", {"round": 2, "num_rounds": 3}),
     (
@@ -53,18 +53,18 @@ LINES = [
     (
         "ERROR :     \t> Received error in reply from node 77: timed out",
         "client_failure",
-        {"node_id": "77", "reason": "timed out"},
+        {"node_id": 77, "reason": "timed out"},
     ),
     (
         "INFO :      Strategy execution finished in 12.34s",
         "training_finished",
         {"duration": 12.34},
     ),
-    ("INFO :      [Fleet.ActivateNode] Activated node_id=99", "client_join", {"node_id": "99"}),
+    ("INFO :      [Fleet.ActivateNode] Activated node_id=99", "client_join", {"node_id": 99}),
     (
         "INFO :      [Fleet.DeactivateNode] Deactivated node_id=99",
         "client_leave",
-        {"node_id": "99", "reason": "deactivated"},
+        {"node_id": 99, "reason": "deactivated"},
     ),
     ("ERROR :     ServerApp raised an exception", "error", {}),
 ]
@@ -108,6 +108,9 @@ def test_round_end_carries_loss_accuracy_and_the_round_duration():
         ("E0000 00:00:1733622181.123 ev_poll_posix.cc:593] lost", "stderr", "ERROR", None),
         ("Traceback (most recent call last):", "stderr", "ERROR", None),
         ("plain print()", "stdout", "INFO", "plain print()"),
+        ("fatal: [localhost]: FAILED! => {}", "stdout", "ERROR", None),
+        ("[WARNING]: no inventory", "stderr", "WARNING", None),
+        ("TASK [opennebula.flower.superlink : Validate] ***", "stdout", "INFO", None),
     ],
 )
 def test_level_and_message_of_other_lines(line, stream, level, message):
@@ -147,7 +150,7 @@ CHILD = """
 import signal, sys, time
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))
 print("INFO :      [ROUND 1/1]", file=sys.stderr, flush=True)
-print('{"event": "run_started", "run_id": "7"}', flush=True)
+print('{"event": "run_started", "run_id": 7}', flush=True)
 print("a line of its own", flush=True)
 print("", flush=True)
 if sys.argv[1] == "wait":
@@ -168,7 +171,7 @@ def test_every_line_a_json_object_and_the_childs_exit_status():
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 3
     records = [json.loads(line) for line in out.splitlines()]
-    assert {"event": "run_started", "run_id": "7"} in records  # passed through as is
+    assert {"event": "run_started", "run_id": 7} in records  # passed through as is
     wrapped = [r for r in records if "component" in r]
     assert sorted(r["message"] for r in wrapped) == ["[ROUND 1/1]", "a line of its own"]
     assert all(r["component"] == "supernode" and r["time"].endswith("+00:00") for r in wrapped)

@@ -61,9 +61,13 @@ def test_boot_hook_is_enabled_after_one_context(host):
     assert host.service("flower-appliance").is_enabled
 
 
+BOOT = {}
+
+
 @pytest.fixture(scope="module")
 def booted(host):
     write_context(host, GOOD)
+    BOOT["since"] = host.check_output("date -u '+%Y-%m-%d %H:%M:%S'")
     result = boot(host)
     assert result.rc == 0, host.run("journalctl -u flower-appliance --no-pager -n 80").stdout
     return json.loads(host.check_output("docker inspect flower-superlink"))[0]
@@ -101,10 +105,16 @@ def test_metrics_and_json_logs_from_the_context(host, booted):
     metrics = scrape(host, 9102)
     assert "flower_superlink_up 1.0" in metrics, metrics
     assert f'flower_build_info{{flower_version="{FLOWER_VERSION}"}} 1.0' in metrics
-    lines = [
-        line for line in host.check_output("docker logs flower-superlink 2>&1").splitlines() if line
-    ]
+    log = host.check_output("docker logs flower-superlink 2>&1")
+    lines = [line for line in log.splitlines() if line]
     assert lines and all(json.loads(line)["component"] for line in lines)
+    # The boot's own lines (ansible-playbook's) too.
+    boot_log = host.check_output(
+        f"journalctl _SYSTEMD_UNIT=flower-appliance.service -o cat --since '{BOOT['since']}'"
+    )
+    records = [json.loads(line) for line in boot_log.splitlines() if line.strip()]
+    assert records and {r["component"] for r in records} == {"appliance"}
+    assert any(r["message"].startswith("PLAY RECAP") for r in records)
 
 
 def test_bad_context_is_refused_before_anything_changes(host, booted):

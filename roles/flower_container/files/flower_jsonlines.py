@@ -40,6 +40,11 @@ NAMED_LOGGER = re.compile(
 # gRPC's C core: "E0000 00:00:1733622181.123 ... message".
 GLOG = re.compile(r"^(?P<level>[EWI])\d{4} ")
 GLOG_LEVELS = {"E": "ERROR", "W": "WARNING", "I": "INFO"}
+# ansible-playbook's own lines (the appliance's boot runs under this wrapper too).
+ANSIBLE_LEVEL = [
+    (re.compile(r"^(fatal|failed): \[|^ERROR! "), "ERROR"),
+    (re.compile(r"^\[(DEPRECATION )?WARNING\]"), "WARNING"),
+]
 TRACEBACK = re.compile(r"^(Traceback \(most recent call last\)|\w+(Error|Exception)\b)")
 DECORATION = re.compile(r"^[\s└─>]+")
 
@@ -134,6 +139,10 @@ class Formatter:
             message = m["message"]
         elif m := GLOG.match(text):
             entry["level"] = GLOG_LEVELS[m["level"]]
+        else:
+            entry["level"] = next(
+                (lvl for rx, lvl in ANSIBLE_LEVEL if rx.match(text)), entry["level"]
+            )
         message = DECORATION.sub("", message).strip()
         if not message:  # Flower's empty spacer lines
             return None
@@ -154,7 +163,9 @@ class Formatter:
         for name, pattern, types in EVENTS:
             if m := pattern.search(message):
                 fields = {
-                    k: types.get(k, str)(v) for k, v in m.groupdict().items() if v is not None
+                    k: types.get(k, int if k.endswith("_id") else str)(v)
+                    for k, v in m.groupdict().items()
+                    if v is not None
                 }
                 if name == "round_end" and "elapsed" in fields:
                     if self.elapsed is not None:
@@ -202,7 +213,12 @@ def main(argv: list[str]) -> int:
         print("usage: flower_jsonlines.py --component NAME -- PROGRAM [ARGS...]", file=sys.stderr)
         return 2
     formatter = Formatter(argv[1])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # FLOWER_JSONLINES_DIR: where the metrics exporter finds this formatter for the lines it reads.
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "FLOWER_JSONLINES_DIR": os.path.dirname(os.path.abspath(__file__)),
+    }
     child = subprocess.Popen(argv[3:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: child.send_signal(signum))

@@ -176,8 +176,42 @@ class Logger:
         else:
             extra = " ".join(f"{k}={v}" for k, v in fields.items())
             line = f"flower-exporter: {level} {message}" + (f" ({extra})" if extra else "")
+        self.write(line)
+
+    def write(self, line: str) -> None:
         with self.lock:
             print(line, flush=True)
+
+
+def serverapp_relogger(log: Logger):
+    """With JSON logs, a function that logs one ServerApp line (from StreamLogs) as a JSON
+    object with its FL event, or None.
+
+    Flower releases whose SuperExec sends the ServerApp's console output to /dev/null (1.42's
+    AutoExecPlugin) leave the ServerApp's events (rounds, loss, accuracy, failures) out of every
+    container's log: the exporter, which reads them anyway, writes them. The formatter is the
+    containers' JSON log wrapper (flower_jsonlines.py, which runs this program and says where it
+    is), so both write the same events.
+    """
+    try:
+        from flwr.supercore.superexec.plugin.base_exec_plugin import AutoExecPlugin
+    except ImportError:  # a release that prints the ServerApp's output
+        return None
+    where = os.environ.get("FLOWER_JSONLINES_DIR")
+    if not (log.json and where and getattr(AutoExecPlugin, "suppress_output", False)):
+        return None
+    sys.path.insert(0, where)
+    from flower_jsonlines import Formatter
+
+    formatters: dict[int, Any] = {}
+
+    def relog(line: str, run_id: int) -> None:
+        formatter = formatters.setdefault(run_id, Formatter("serverapp"))
+        record = formatter.record(line_text(line), "stdout")
+        if record is not None:
+            log.write(json.dumps({**record, "run_id": run_id}, default=str))
+
+    return relog
 
 
 # ------------------------------------------------------------------------------ Control API
@@ -383,6 +417,7 @@ class Exporter:
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.snapshot = Snapshot()
+        self.relog = serverapp_relogger(log)
 
     # ------------------------------------------------------------------ polling
     def poll(self) -> None:
@@ -495,6 +530,8 @@ class Exporter:
             lines.append(state.partial)
             state.partial = ""
         for line in lines:
+            if self.relog is not None:
+                self.relog(line, state.run_id)
             event = parse_line(line)
             if event is not None:
                 self.apply(state, event)
