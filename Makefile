@@ -17,7 +17,7 @@ FLOWER_OLDEST := 1.25.0
 ifndef FLOWER_TEST_ID
 FLOWER_TEST_ID := t$(shell date +%s%N | cut -c6-15)
 endif
-SCENARIOS ?= docker tls firewall gpu superlink supernode appliance e2e
+SCENARIOS ?= docker tls firewall gpu monitoring superlink supernode appliance e2e
 # The test registry; the scenarios' VMs reach it as flower-registry.test:$(FLOWER_REGISTRY_PORT).
 # (Defined before the export: `export X` would define X empty, and `?=` then keeps it empty.)
 FLOWER_REGISTRY_PORT ?= 5443
@@ -39,7 +39,7 @@ export PYTHONWARNINGS := ignore:DSA is deprecated
 DEMO_ID ?= demo
 ROUNDS ?= 3
 
-.PHONY: help bootstrap images registry registry-images registry-images-run registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule molecule-run lifecycle lifecycle-run test test-lane-roles test-lane-federation e2e-oldest e2e-oldest-run e2e-converge-verify e2e-converge-verify-run demo demo-run demo-down bench bench-inventory e2e-latest docs build
+.PHONY: help bootstrap images registry registry-images registry-images-run registry-down images-frameworks site-demo site-demo-up site-demo-down site-demo-destroy lint unit molecule molecule-run lifecycle lifecycle-run test test-lane-roles test-lane-federation e2e-oldest e2e-oldest-run e2e-converge-verify e2e-converge-verify-run demo demo-run demo-down bench bench-exporter bench-inventory e2e-latest docs build
 
 help:
 	@grep -E '^#( |$$)' Makefile | head -7 | sed 's/^# \{0,1\}//'
@@ -191,6 +191,10 @@ site-demo-destroy:
 
 bench: images ## federation benchmark: bare processes against the containers
 	$(ACTIVATE) python bench/federation.py --flwr-python $(FLWR_PY)
+
+# What the SuperLink's metrics exporter costs: a bare federation without and with it.
+bench-exporter: bootstrap ## exporter cost benchmark (SuperLink CPU and memory, with/without metrics)
+	$(ACTIVATE) python bench/exporter_cost.py --flwr-python $(FLWR_PY)
 
 # ansible-inventory with opennebula.flower.oneflow vs. community.general.opennebula (emulator).
 bench-inventory: bootstrap ## inventory benchmark against community.general.opennebula
