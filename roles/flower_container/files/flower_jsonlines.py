@@ -180,7 +180,8 @@ class Formatter:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    # timezone.utc, not UTC (3.11): the python3 of older images runs this too.
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")  # noqa: UP017
 
 
 def is_json_object(line: str) -> bool:
