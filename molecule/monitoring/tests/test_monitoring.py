@@ -70,3 +70,14 @@ def test_values_scraped(host):
     assert [r["value"][1] for r in result] == ["2"], result
     result = api(host, "query?query=DCGM_FI_DEV_GPU_TEMP")["result"]
     assert [r["value"][1] for r in result] == ["41"], result
+
+
+def test_alertmanager_on_loopback_and_known_to_prometheus(host):
+    assert host.service("prometheus-alertmanager").is_running
+    assert host.socket("tcp://127.0.0.1:9093").is_listening
+    assert not host.socket("tcp://0.0.0.0:9094").is_listening  # clustering off
+    deadline = time.monotonic() + 30
+    while not api(host, "alertmanagers")["activeAlertmanagers"] and time.monotonic() < deadline:
+        time.sleep(2)
+    urls = [a["url"] for a in api(host, "alertmanagers")["activeAlertmanagers"]]
+    assert urls == ["http://127.0.0.1:9093/api/v2/alerts"], urls
