@@ -109,7 +109,7 @@ def test_doctor_names_each_fault_and_passes_on_a_healthy_federation(monkeypatch)
     san = failed(out, "TLS SANs", "supernode-1")
     assert san and f"at {vm('superlink')}:9092" in san[0] and "FIX: reissue" in san[0], out
     ca = failed(out, "CA", "supernode-1")
-    assert ca and "FIX:" in ca[0], out
+    assert ca and "verification failed" in ca[0] and "FIX: the SuperNode's CA" in ca[0], out
     stopped = failed(out, "container running", "supernode-2")
     assert stopped and "ActiveState=inactive" in stopped[0], out
     version = failed(out, "Flower version", "supernode-2")
