@@ -169,8 +169,11 @@ def test_bake_refuses_a_key_of_another_fingerprint(host):
 
 
 def test_doctor_names_the_broken_layer():
-    rc, report = _playbook(DOCTOR)
+    # A missing GPU is a warning (the CPU fallback) unless doctor_gpu_required.
+    rc, report = _playbook(DOCTOR, "-e", "doctor_gpu_required=true")
     assert rc != 0
+    failed = _task_results(report, "Report, and fail on a failed check")["msg"]
+    assert any(line.startswith("GPU layers | ") and "layer pci" in line for line in failed), failed
     layers = _task_results(report, "Report")["msg"]
     assert "layer 2, VM - NVIDIA PCI devices: none" in layers
     assert "layer 3, VM - nvidia-smi: not installed" in layers
