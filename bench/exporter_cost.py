@@ -20,8 +20,9 @@ sampled every 0.5 s, and the exporter's VmHWM). Ratios compare each exporter mod
 It is a benchmark, not a test: nothing is judged. Exit status 0 when every mode's run completed,
 1 otherwise, 2 on bad arguments. Results go to ``bench/results/exporter-cost-<UTC>.json`` and the
 processes' output to ``bench/results/exporter-cost-<UTC>-logs/``. Standard library only (the
-helpers of bench/federation.py); the exporter runs with ``--flwr-python``, whose venv needs
-``prometheus-client`` (scripts/bootstrap.sh installs it in the .venv-flwr-* venvs).
+helpers of bench/bare_federation.py and bench/federation.py); the exporter runs with
+``--flwr-python``, whose venv needs ``prometheus-client`` (scripts/bootstrap.sh installs it in
+the .venv-flwr-* venvs).
 
     python bench/exporter_cost.py [--rounds 3] [--idle 30] [--modes none,every-15s,every-2s]
 """
@@ -29,10 +30,8 @@ helpers of bench/federation.py); the exporter runs with ``--flwr-python``, whose
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,24 +41,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_federation import READY_TIMEOUT, Federation, FederationError, flwr_version
 from federation import (
     DEFAULT_FLWR_PYTHON,
-    READY_TIMEOUT,
-    RESULTS_DIR,
-    BenchError,
-    command_output,
-    flwr_env,
-    free_ports,
+    checked_flwr_python,
     host_info,
     progress,
+    results_paths,
     run_demo,
-    stop_group,
     tail,
-    wait_for_ports,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-EXPORTER = ROOT / "roles" / "superlink" / "files" / "flower_exporter.py"
 MODES = {"none": None, "every-15s": 15.0, "every-2s": 2.0}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -143,103 +135,27 @@ class RssSampler(threading.Thread):
 
 
 # -------------------------------------------------------------------------- one mode
-def http_api(flwr_python: Path) -> bool:
-    version = command_output(
-        [str(flwr_python), "-c", "import importlib.metadata as m; print(m.version('flwr'))"]
-    )
-    return tuple(int(x) for x in (version or "0.0").split(".")[:2]) >= (1, 37)
-
-
 def bench_mode(
-    flwr_python: Path, mode: str, rounds: int, idle: float, log_dir: Path
+    flwr_python: Path, version: str | None, mode: str, rounds: int, idle: float, log_dir: Path
 ) -> dict[str, Any]:
     """A fresh federation, optionally the exporter, the demo run and the idle time, measured."""
     interval = MODES[mode]
-    http = http_api(flwr_python)
-    bindir = flwr_python.parent
-    main_port, fleet, control, cio0, cio1, metrics = free_ports(6)
-    if http:  # Flower >= 1.37: every SuperLink API on one HTTP port
-        fleet = control = main_port
     result: dict[str, Any] = {"mode": mode, "interval": interval}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs = []
     with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp:
-        homes = {n: Path(tmp) / n for n in ("superlink", "supernode-0", "supernode-1", "cli")}
-        for home in homes.values():
-            home.mkdir()
-        apis = (
-            ["--host", "127.0.0.1", "--port", str(main_port)]
-            if http
-            else [
-                "--serverappio-api-address",
-                f"127.0.0.1:{main_port}",
-                "--fleet-api-address",
-                f"127.0.0.1:{fleet}",
-                "--control-api-address",
-                f"127.0.0.1:{control}",
-            ]
+        fed = Federation(
+            flwr_python,
+            Path(tmp),
+            version=version,
+            log_dir=log_dir,
+            log_prefix=f"{mode}-",
+            exporter=None if interval is None else {"interval": interval},
         )
-        commands = {
-            "superlink": [
-                str(bindir / "flower-superlink"),
-                "--insecure",
-                "--database",
-                str(Path(tmp) / "state.db"),
-                *apis,
-            ]
-        }
-        for i, port in enumerate((cio0, cio1)):
-            commands[f"supernode-{i}"] = [
-                str(bindir / "flower-supernode"),
-                "--insecure",
-                "--superlink",
-                f"127.0.0.1:{fleet}",
-                *(["--host", "127.0.0.1", "--port", str(port)] if http else []),
-                *([] if http else ["--clientappio-api-address", f"127.0.0.1:{port}"]),
-                "--node-config",
-                f"partition-id={i} num-partitions=2",
-            ]
-        if interval is not None:
-            config = {
-                "control_address": f"127.0.0.1:{control}",
-                "http_api": http,
-                "root_certificates": None,
-                "listen_address": "127.0.0.1",
-                "port": metrics,
-                "interval": interval,
-                "min_available_nodes": 2,
-                "log_format": "text",
-            }
-            (Path(tmp) / "exporter.json").write_text(json.dumps(config))
-            homes["exporter"] = Path(tmp) / "exporter"
-            homes["exporter"].mkdir()
-            commands["exporter"] = [
-                str(flwr_python),
-                str(EXPORTER),
-                str(Path(tmp) / "exporter.json"),
-            ]
+        procs = fed.procs
+        metrics = fed.ports["metrics"]
+        (Path(tmp) / "cli").mkdir()
         sampler: RssSampler | None = None
         try:
-            for name, cmd in commands.items():
-                log = (log_dir / f"{mode}-{name}.log").open("wb")
-                logs.append(log)
-                procs[name] = subprocess.Popen(
-                    cmd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=flwr_env(flwr_python, homes[name]),
-                    cwd=homes[name],
-                    start_new_session=True,
-                )
-                if name == "superlink":
-                    wait_for_ports(
-                        {"fleet": fleet, "control": control}, {name: procs[name]}, READY_TIMEOUT
-                    )
-            ready = {"clientappio-0": cio0, "clientappio-1": cio1}
-            if interval is not None:
-                ready["metrics"] = metrics
-            wait_for_ports(ready, procs, READY_TIMEOUT)
+            fed.start_all(READY_TIMEOUT)
             time.sleep(SETTLE)
             superlink = procs["superlink"].pid
             sampler = RssSampler(superlink)
@@ -249,7 +165,7 @@ def bench_mode(
             t0 = time.monotonic()
             progress(f"{mode}: federation up; demo run of {rounds} round(s), then {idle:g}s idle")
             result["run"] = run_demo(
-                flwr_python, f"127.0.0.1:{control}", rounds, log_dir, mode, homes["cli"]
+                flwr_python, fed.control_address, rounds, log_dir, mode, Path(tmp) / "cli"
             )
             time.sleep(idle)
             if interval is not None:
@@ -277,18 +193,15 @@ def bench_mode(
                     else None
                 ),
             }
-        except (BenchError, OSError) as err:
+        except (FederationError, OSError) as err:
             result["error"] = str(err)
             progress(f"{mode}: ERROR {err}")
             for name in procs:
-                print(tail(log_dir / f"{mode}-{name}.log", 5), file=sys.stderr)
+                print(tail(fed.log(name), 5), file=sys.stderr)
         finally:
             if sampler is not None:
                 sampler.stop.set()
-            for name in reversed(list(procs)):
-                stop_group(procs[name])
-            for log in logs:
-                log.close()
+            fed.stop_all()
     return result
 
 
@@ -365,31 +278,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--modes: choose from {', '.join(MODES)}")
     if args.rounds < 1 or args.idle < 0:
         p.error("--rounds must be >= 1 and --idle >= 0")
-    args.flwr_python = Path(os.path.abspath(args.flwr_python))
-    if not os.access(args.flwr_python, os.X_OK):
-        p.error(f"--flwr-python {args.flwr_python} is not an executable")
+    args.flwr_python = checked_flwr_python(p, args.flwr_python)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    now = dt.datetime.now(dt.UTC)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    results_file = RESULTS_DIR / f"exporter-cost-{stamp}.json"
-    log_dir = RESULTS_DIR / f"exporter-cost-{stamp}-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    now, results_file, log_dir = results_paths("exporter-cost")
     report: dict[str, Any] = {
         "benchmark": "exporter-cost",
         "date": now.isoformat(timespec="seconds"),
         "host": host_info(),
         "flwr_python": str(args.flwr_python),
-        "flwr_version": command_output(
-            [
-                str(args.flwr_python),
-                "-c",
-                "import importlib.metadata as m; print(m.version('flwr'))",
-            ]
-        ),
+        "flwr_version": flwr_version(args.flwr_python),
         "rounds": args.rounds,
         "idle": args.idle,
         "results_file": str(results_file),
@@ -399,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for mode in args.modes:
             report["modes"][mode] = bench_mode(
-                args.flwr_python, mode, args.rounds, args.idle, log_dir
+                args.flwr_python, report["flwr_version"], mode, args.rounds, args.idle, log_dir
             )
     finally:
         report["ratios"] = ratios(report["modes"])

@@ -30,8 +30,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,17 +38,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_federation import (
+    READY_TIMEOUT,
+    Federation,
+    FederationError,
+    demo_command,
+    flwr_env,
+    stop_group,
+)
+from bare_federation import flwr_version as bare_flwr_version
+
 ROOT = Path(__file__).resolve().parent.parent
-APP_DIR = ROOT / "demo" / "sklearn"
-RUN_CHECK = ROOT / "scripts" / "flwr_run_check.py"
 RESULTS_DIR = ROOT / "bench" / "results"
 VENV_BIN = ROOT / ".venv" / "bin"
 FLOWER_VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
 DEFAULT_FLWR_PYTHON = ROOT / f".venv-flwr-{FLOWER_VERSION}" / "bin" / "python"
 
 CONTROL_PORT_IN_VM = 9093  # the SuperLink role's Control API port
-STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-READY_TIMEOUT = 60.0  # seconds for the native SuperLink/SuperNodes to open their ports
 MOLECULE_TIMEOUTS = {  # seconds per Molecule step
     "create": 600,
     "prepare": 900,
@@ -85,37 +90,6 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to a process group; False when the group has no member left."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """Stop a child started with ``start_new_session=True`` and what it spawned.
-
-    The child leads its own process group (group id == its PID), which also holds the
-    processes it started (``flower-superexec`` and the apps it runs). SIGTERM goes to that
-    group; whatever is still there after ``grace`` seconds gets SIGKILL.
-    """
-    pgid = proc.pid
-    if not signal_group(pgid, signal.SIGTERM):
-        proc.poll()
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        proc.poll()
-        if not signal_group(pgid, 0):
-            return
-        time.sleep(0.2)
-    signal_group(pgid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
 
 
 @dataclass
@@ -162,80 +136,16 @@ def run_logged(
     return StepResult(rc=rc, seconds=seconds, log=log)
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now (held together, then released)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
-        return True
-    return False
-
-
-def wait_for_ports(
-    ports: dict[str, int], procs: dict[str, subprocess.Popen[bytes]], timeout: float
-) -> None:
-    """Wait until every port accepts connections; fail early if a process died."""
-    deadline = time.monotonic() + timeout
-    pending = dict(ports)
-    while pending:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise BenchError(f"{name} exited with status {proc.returncode} while starting")
-        pending = {name: port for name, port in pending.items() if not port_open(port)}
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"ports not open after {timeout:.0f}s: {pending}")
-        time.sleep(0.3)
-
-
-def flwr_env(flwr_python: Path, flwr_home: Path) -> dict[str, str]:
-    """Environment for Flower processes: the flwr venv's bin first on PATH, own FLWR_HOME."""
-    env = dict(os.environ)
-    env["PATH"] = f"{flwr_python.parent}{os.pathsep}{env.get('PATH', '')}"
-    env["FLWR_HOME"] = str(flwr_home)
-    env["FLWR_TELEMETRY_ENABLED"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("VIRTUAL_ENV", None)  # the .venv of the caller is not the flwr venv
-    return env
-
-
 def run_demo(
     flwr_python: Path, address: str, rounds: int, out_dir: Path, name: str, flwr_home: Path
 ) -> dict[str, Any]:
     """Train the demo with scripts/flwr_run_check.py; return its --json-out plus rc and log."""
     json_out = out_dir / f"{name}-run.json"
     timeout = 120 + 60 * rounds  # flwr_run_check's own limit; ours is a minute more
-    cmd = [
-        str(flwr_python),
-        str(RUN_CHECK),
-        str(APP_DIR),
-        "local",
-        "--address",
-        address,
-        "--run-config",
-        f"num-server-rounds={rounds}",
-        "--min-rounds",
-        str(rounds),
-        "--timeout",
-        str(timeout),
-        "--json-out",
-        str(json_out),
-    ]
+    cmd = demo_command(flwr_python, address, rounds, timeout, json_out=json_out)
     progress(f"{name}: flwr run against {address} ({rounds} rounds), log {out_dir.name}/")
     step = run_logged(
-        cmd, out_dir / f"{name}-run.log", flwr_env(flwr_python, flwr_home), timeout + 60
+        cmd, out_dir / f"{name}-run.log", flwr_env(flwr_python.parent, flwr_home), timeout + 60
     )
     result: dict[str, Any] = {}
     if json_out.is_file():
@@ -261,83 +171,30 @@ def run_demo(
 
 
 def bench_native(flwr_python: Path, rounds: int, log_dir: Path) -> dict[str, Any]:
-    """SuperLink + two SuperNodes as processes on this host, then the demo run."""
-    serverappio, fleet, control, clientappio0, clientappio1 = free_ports(5)
-    ports = {
-        "serverappio": serverappio,
-        "fleet": fleet,
-        "control": control,
-        "clientappio-0": clientappio0,
-        "clientappio-1": clientappio1,
-    }
-    result: dict[str, Any] = {"ports": ports}
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    logs: list[Any] = []
+    """SuperLink + two SuperNodes as processes on this host (bench/bare_federation.py), then
+    the demo run."""
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-flwr-") as tmp:
-        homes = {name: Path(tmp) / name for name in ("superlink", "supernode-0", "supernode-1")}
-        homes["cli"] = Path(tmp) / "cli"
-        for home in homes.values():
-            home.mkdir()
-        commands = {
-            "superlink": [
-                str(flwr_python.parent / "flower-superlink"),
-                "--insecure",
-                "--serverappio-api-address",
-                f"127.0.0.1:{serverappio}",
-                "--fleet-api-address",
-                f"127.0.0.1:{fleet}",
-                "--control-api-address",
-                f"127.0.0.1:{control}",
-            ],
-        }
-        for i, port in enumerate((clientappio0, clientappio1)):
-            commands[f"supernode-{i}"] = [
-                str(flwr_python.parent / "flower-supernode"),
-                "--insecure",
-                "--superlink",
-                f"127.0.0.1:{fleet}",
-                "--clientappio-api-address",
-                f"127.0.0.1:{port}",
-                "--node-config",
-                f"partition-id={i} num-partitions=2",
-            ]
+        fed = Federation(flwr_python, Path(tmp), log_dir=log_dir, log_prefix="native-")
+        result["ports"] = dict(fed.ports)
+        (Path(tmp) / "cli").mkdir()
         try:
-            for name, cmd in commands.items():
-                log = (log_dir / f"native-{name}.log").open("wb")
-                logs.append(log)
-                procs[name] = subprocess.Popen(
-                    cmd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=flwr_env(flwr_python, homes[name]),
-                    cwd=homes[name],
-                    start_new_session=True,
-                )
-                progress(f"native: {name} started, pid {procs[name].pid}")
-                if name == "superlink":
-                    wait_for_ports(
-                        {"fleet": fleet, "control": control}, {name: procs[name]}, READY_TIMEOUT
-                    )
-            wait_for_ports(
-                {"clientappio-0": clientappio0, "clientappio-1": clientappio1},
-                procs,
-                READY_TIMEOUT,
-            )
-            progress(f"native: federation up (Control API 127.0.0.1:{control})")
+            fed.start_all(READY_TIMEOUT)
+            for name, proc in fed.procs.items():
+                progress(f"native: {name} started, pid {proc.pid}")
+            progress(f"native: federation up (Control API {fed.control_address})")
             result["run"] = run_demo(
-                flwr_python, f"127.0.0.1:{control}", rounds, log_dir, "native", homes["cli"]
+                flwr_python, fed.control_address, rounds, log_dir, "native", Path(tmp) / "cli"
             )
-        except (BenchError, OSError) as err:
+        except (FederationError, OSError) as err:
             result["error"] = str(err)
             progress(f"native: ERROR {err}")
         finally:
-            for name in reversed(list(procs)):
-                stop_group(procs[name])
-                progress(f"native: {name} (pid {procs[name].pid}) stopped")
-            for log in logs:
-                log.close()
-        result["pids"] = {name: proc.pid for name, proc in procs.items()}
+            result["pids"] = {name: proc.pid for name, proc in fed.procs.items()}
+            for name in reversed(list(fed.procs)):
+                pid = fed.procs[name].pid
+                fed.stop(name)
+                progress(f"native: {name} (pid {pid}) stopped")
     return result
 
 
@@ -605,23 +462,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
-    # absolute, but not resolved: the venv's python is a symlink out of the venv
-    args.flwr_python = Path(os.path.abspath(args.flwr_python))
-    if not os.access(args.flwr_python, os.X_OK):
-        p.error(f"--flwr-python {args.flwr_python} is not an executable")
+    args.flwr_python = checked_flwr_python(p, args.flwr_python)
     return args
+
+
+def checked_flwr_python(p: argparse.ArgumentParser, path: Path) -> Path:
+    """``--flwr-python`` made absolute (not resolved: the venv's python is a symlink out of the
+    venv); a usage error when it is not an executable."""
+    path = Path(os.path.abspath(path))
+    if not os.access(path, os.X_OK):
+        p.error(f"--flwr-python {path} is not an executable")
+    return path
+
+
+def results_paths(name: str) -> tuple[dt.datetime, Path, Path]:
+    """Now, ``bench/results/NAME-<UTC>.json`` and its ``-logs/`` folder (created)."""
+    now = dt.datetime.now(dt.UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    log_dir = RESULTS_DIR / f"{name}-{stamp}-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return now, RESULTS_DIR / f"{name}-{stamp}.json", log_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    now = dt.datetime.now(dt.UTC)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    results_file = RESULTS_DIR / f"federation-{stamp}.json"
-    log_dir = RESULTS_DIR / f"federation-{stamp}-logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    flwr_version = command_output(
-        [str(args.flwr_python), "-c", "import importlib.metadata as m; print(m.version('flwr'))"]
-    )
+    now, results_file, log_dir = results_paths("federation")
+    flwr_version = bare_flwr_version(args.flwr_python)
     report: dict[str, Any] = {
         "benchmark": "federation",
         "date": now.isoformat(timespec="seconds"),

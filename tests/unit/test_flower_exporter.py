@@ -3,12 +3,16 @@
 - its log-line parsers (text, ANSI-coloured, JSON-wrapped) and its state machine (run and node
   transitions, events, series of finished runs) against a fake Control API;
 - for real, once per Flower release (1.25.0: gRPC Control API, 1.42.0: protobuf over HTTP),
-  against a bare local SuperLink and two SuperNodes (processes, ``--insecure``, free loopback
-  ports, ``--database`` in a temporary directory) from the ``.venv-flwr-<version>`` venvs (with
-  ``prometheus-client``, scripts/bootstrap.sh): the idle federation, a two-round run of
-  demo/sklearn (submitted with scripts/flwr_run_check.py) seen through ``/metrics``, the SuperLink
-  stopped (``flower_superlink_up 0``) and started again on the same database, the exporter's
-  JSON log lines and events, and SIGTERM.
+  against a bare local SuperLink and two SuperNodes (bench/bare_federation.py: processes,
+  ``--insecure``, free loopback ports, ``--database`` in a temporary directory) from the
+  ``.venv-flwr-<version>`` venvs (with ``prometheus-client``, scripts/bootstrap.sh), every
+  process under the JSON log wrapper (roles/flower_container/files/flower_jsonlines.py): the idle
+  federation, a two-round run of demo/sklearn (submitted with scripts/flwr_run_check.py) seen
+  through ``/metrics`` with the exporter's JSON log lines and events, the wrapper's real run
+  (tests/unit/test_jsonlines.py has its other tests: every line of every process a JSON object,
+  the run's FL events with their fields, one SuperNode stopped), the SuperLink stopped
+  (``flower_superlink_up 0``) and started again on the same database, and SIGTERM. The tests of
+  one release run in order on one federation (each builds on the one before).
 
 ``/metrics`` is parsed with ``prometheus_client.parser`` in the flwr venv (the toolchain venv
 has no prometheus-client).
@@ -19,10 +23,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,8 +41,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTER = ROOT / "roles" / "superlink" / "files" / "flower_exporter.py"
-APP_DIR = ROOT / "demo" / "sklearn"
-RUN_CHECK = ROOT / "scripts" / "flwr_run_check.py"
 VERSIONS = ("1.25.0", "1.42.0")
 ROUNDS = 2
 ROUND_CURRENT_RE = re.compile(r'^flower_round_current\{run_id="(\d+)"\} (\S+)$', re.M)
@@ -52,16 +52,17 @@ PARSE = (
 )
 
 
-def load_exporter() -> Any:
-    spec = importlib.util.spec_from_file_location("flower_exporter", EXPORTER)
+def load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules["flower_exporter"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-fx = load_exporter()
+fx = load("flower_exporter", EXPORTER)
+bf = load("bare_federation", ROOT / "bench" / "bare_federation.py")
 
 
 # ------------------------------------------------------------------------------ the parsers
@@ -237,38 +238,6 @@ def test_state_machine() -> None:
 
 
 # ------------------------------------------------------------------ a real federation
-def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1.0):
-        return True
-    return False
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -280,54 +249,15 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         time.sleep(0.5)
 
 
-@dataclass
-class Federation:
-    version: str
-    venv: Path
-    tmp: Path
-    ports: dict[str, int]
-    env: dict[str, str]
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def start(self, name: str, cmd: list[str]) -> None:
-        home = self.tmp / name
-        home.mkdir(exist_ok=True)
-        log = (self.tmp / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**self.env, "FLWR_HOME": str(home)},
-            cwd=home,
-            start_new_session=True,
-        )
-        log.close()
-
-    @property
-    def http_api(self) -> bool:
-        """Flower >= 1.37 serves every API over HTTP on one port (--host/--port)."""
-        return tuple(int(x) for x in self.version.split(".")[:2]) >= (1, 37)
-
-    def start_superlink(self) -> None:
-        p = self.ports
-        if self.http_api:
-            p["fleet"] = p["control"] = p["serverappio"]
-            apis = ["--host", "127.0.0.1", "--port", str(p["serverappio"])]
-        else:
-            apis = ["--serverappio-api-address", f"127.0.0.1:{p['serverappio']}"]
-            apis += ["--fleet-api-address", f"127.0.0.1:{p['fleet']}"]
-            apis += ["--control-api-address", f"127.0.0.1:{p['control']}"]
-        cmd = [str(self.venv / "bin" / "flower-superlink"), "--insecure"]
-        self.start("superlink", [*cmd, "--database", str(self.tmp / "state.db"), *apis])
-        wait_for("the SuperLink's ports", lambda: port_open(p["fleet"]) and port_open(p["control"]))
+class Fed(bf.Federation):
+    """bench/bare_federation.py's federation, every process under the JSON log wrapper."""
 
     def metrics(self) -> dict[tuple[str, tuple], float]:
         url = f"http://127.0.0.1:{self.ports['metrics']}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
             text = answer.read().decode()
         parsed = subprocess.run(
-            [str(self.venv / "bin" / "python"), "-c", PARSE],
+            [str(self.python), "-c", PARSE],
             input=text,
             capture_output=True,
             text=True,
@@ -342,72 +272,39 @@ class Federation:
     def value(self, name: str, **labels: str) -> float | None:
         return self.metrics().get((name, tuple(sorted(labels.items()))))
 
-    def exporter_lines(self) -> list[dict[str, Any]]:
-        text = (self.tmp / "exporter.log").read_text()
+    def lines(self, name: str) -> list[Any]:
+        """Every line process ``name`` wrote, each parsed as JSON."""
+        text = self.log(name).read_text()
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def exporter_lines(self) -> list[dict[str, Any]]:
+        return self.lines("exporter")
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
 def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One federation per Flower release for the exporter's tests and the JSON lines' test."""
     version = request.param
     venv = ROOT / f".venv-flwr-{version}"
     if not (venv / "bin" / "flower-superlink").exists():
         pytest.skip(f"{venv.name} missing (make bootstrap)")
     if subprocess.run([venv / "bin" / "python", "-c", "import prometheus_client"]).returncode:
         pytest.skip(f"{venv.name} has no prometheus-client (make bootstrap)")
-    names = ("serverappio", "fleet", "control", "clientappio-0", "clientappio-1", "metrics")
-    tmp = tmp_path_factory.mktemp(f"exporter-{version}")
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    env |= {"FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-    # What the JSON log wrapper (flower_jsonlines.py) tells the programs it runs.
-    env["FLOWER_JSONLINES_DIR"] = str(ROOT / "roles" / "flower_container" / "files")
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("FL_LOG_FORMAT", None)
-    f = Federation(version, venv, tmp, dict(zip(names, free_ports(len(names)), strict=True)), env)
-    if f.http_api:
-        f.ports["fleet"] = f.ports["control"] = f.ports["serverappio"]
-    config = {
-        "control_address": f"127.0.0.1:{f.ports['control']}",
-        "http_api": f.http_api,
-        "root_certificates": None,
-        "listen_address": "127.0.0.1",
-        "port": f.ports["metrics"],
-        "interval": 1,
-        "min_available_nodes": 2,
-        "log_format": "json",
-    }
-    (tmp / "exporter.json").write_text(json.dumps(config))
+    f = Fed(
+        venv / "bin" / "python",
+        tmp_path_factory.mktemp(f"federation-{version}"),
+        version=version,
+        exporter={"interval": 1, "log_format": "json"},
+        jsonlines=True,
+    )
     try:
-        f.start_superlink()
-        for i in range(2):
-            f.start(
-                f"supernode-{i}",
-                [
-                    str(venv / "bin" / "flower-supernode"),
-                    "--insecure",
-                    "--superlink",
-                    f"127.0.0.1:{f.ports['fleet']}",
-                    *(
-                        ["--host", "127.0.0.1", "--port"]
-                        if f.http_api
-                        else ["--clientappio-api-address"]
-                    ),
-                    f"{'' if f.http_api else '127.0.0.1:'}{f.ports[f'clientappio-{i}']}",
-                    "--node-config",
-                    f"partition-id={i} num-partitions=2",
-                ],
-            )
-        f.start(
-            "exporter", [str(venv / "bin" / "python"), str(EXPORTER), str(tmp / "exporter.json")]
-        )
-        wait_for("/metrics", lambda: port_open(f.ports["metrics"]), 30)
+        f.start_all()
         yield f
     finally:
-        for name in reversed(list(f.procs)):
-            stop_group(f.procs[name])
+        f.stop_all()
 
 
-def test_idle_federation(fed: Federation) -> None:
+def test_idle_federation(fed: Fed) -> None:
     wait_for("2 SuperNodes connected", lambda: fed.value("flower_supernodes_connected") == 2)
     m = fed.metrics()
     assert m[("flower_superlink_up", ())] == 1
@@ -420,13 +317,10 @@ def test_idle_federation(fed: Federation) -> None:
     assert m[("flower_supernode_dropouts_total", ())] == 0
 
 
-def test_run_seen_through_metrics(fed: Federation) -> None:
+def test_run_seen_through_metrics(fed: Fed) -> None:
     out = fed.tmp / "run.json"
-    cmd = [str(fed.venv / "bin" / "python"), str(RUN_CHECK), str(APP_DIR), "local"]
-    cmd += ["--address", f"127.0.0.1:{fed.ports['control']}", "--min-accuracy", "0"]
-    cmd += ["--run-config", f"num-server-rounds={ROUNDS}", "--min-rounds", str(ROUNDS)]
-    cmd += ["--timeout", "240", "--json-out", str(out)]
-    env = {**fed.env, "FLWR_HOME": str(fed.tmp / "cli")}
+    cmd = fed.demo_command(ROUNDS, 240, json_out=out, extra=("--min-accuracy", "0"))
+    env = fed.env("cli")
     seen: set[str] = set()  # flower_round_current samples while the run runs
     done = threading.Event()
 
@@ -494,8 +388,63 @@ def test_run_seen_through_metrics(fed: Federation) -> None:
     assert done["sub_status"] == "completed" and done["duration"] > 0
 
 
-def test_superlink_restart(fed: Federation) -> None:
-    stop_group(fed.procs.pop("superlink"))
+# flower_jsonlines.py for real, on the same federation (each process under the wrapper): what
+# each event type a healthy run produces must carry.
+EVENT_FIELDS = {
+    "run_submitted": {"run_id"},
+    "round_start": {"round", "num_rounds"},
+    "round_end": {"round", "num_rounds", "loss", "accuracy"},
+    "round_results": {"phase", "results", "failures"},
+    "training_finished": {"duration"},
+    "client_join": {"node_id"},
+    "client_leave": {"node_id"},
+}
+PROCESSES = ("superlink", "supernode-0", "supernode-1", "exporter")
+
+
+def test_jsonlines_every_line_json_with_the_fl_events(fed: Fed) -> None:
+    """Every line of every process (SuperLink, SuperNodes, exporter) is a JSON object, and the
+    events of the run above appear with their fields (the ServerApp's lines of Flower 1.42,
+    which its SuperExec does not show, come through the exporter as component serverapp).
+    Before the SuperLink's restart: a SuperNode still reconnecting to it would leave unseen."""
+    # A clean stop of one SuperNode (SIGTERM to its wrapper): the SuperLink logs its leave.
+    supernode = fed.procs.pop("supernode-1")
+    supernode.send_signal(signal.SIGTERM)
+    assert supernode.wait(timeout=30) in (0, 143, -15)
+    bf.stop_group(supernode)  # what it may have left in its process group
+
+    def events() -> list[dict[str, Any]]:
+        lines = []
+        for name in PROCESSES:
+            for record in fed.lines(name):  # every line one JSON object
+                assert isinstance(record, dict), (name, record)
+                lines.append(record)
+        return lines
+
+    wait_for("client_leave", lambda: any(r.get("event") == "client_leave" for r in events()), 30)
+    records = events()
+    for record in records:
+        if "component" in record:  # the wrapper's lines (the exporter's own pass through)
+            assert {"time", "level", "component", "message"} <= record.keys(), record
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record.get("event") in EVENT_FIELDS:
+            seen.setdefault(record["event"], []).append(record)
+    assert set(seen) == set(EVENT_FIELDS), sorted(seen)
+    for event, fields in EVENT_FIELDS.items():
+        assert any(fields <= r.keys() for r in seen[event]), (event, seen[event])
+    assert {r["round"] for r in seen["round_end"]} >= set(range(1, ROUNDS + 1))
+    # Parsed by the wrapper from the SuperLink's own lines (the exporter writes a client_leave
+    # of its own; the ServerApp's lines of Flower 1.42 come through it as component serverapp).
+    for event in ("run_submitted", "client_join", "client_leave"):
+        assert any(r["component"] == "superlink" for r in seen[event]), (event, seen[event])
+    assert {r["node_id"] for r in seen["client_join"]} >= {
+        r["node_id"] for r in seen["client_leave"]
+    }
+
+
+def test_superlink_restart(fed: Fed) -> None:
+    fed.stop("superlink")
     wait_for("superlink_up 0", lambda: fed.value("flower_superlink_up") == 0, 30)
     assert fed.value("flower_build_info", flower_version=fed.version) == 1  # still answers
     assert fed.value("flower_runs", status="finished:completed") is None  # no stale counts
@@ -506,7 +455,7 @@ def test_superlink_restart(fed: Federation) -> None:
     assert any("not answering" in line["message"] for line in lines)
 
 
-def test_sigterm(fed: Federation) -> None:
+def test_sigterm(fed: Fed) -> None:
     exporter = fed.procs.pop("exporter")
     started = time.monotonic()
     exporter.send_signal(signal.SIGTERM)

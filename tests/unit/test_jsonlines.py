@@ -1,20 +1,19 @@
 """flower_jsonlines.py (JSON logs): Flower's lines of 1.25 and 1.42 as JSON objects with the FL
 events, and the wrapper as a container's PID 1 (the child's output, exit status and signals).
 
-A real run: a bare local federation of Flower 1.42 and 1.25 (SuperLink, 2 SuperNodes, the
-metrics exporter, each under the wrapper) trains demo/sklearn for 2 rounds; every line of every
-process is a JSON object and the healthy run's events appear with their fields. The same path in
-containers is checked in the end-to-end scenario (molecule/e2e/tests/test_observability.py).
+The real run (a bare local federation of Flower 1.42 and 1.25: SuperLink, 2 SuperNodes and the
+metrics exporter, each under the wrapper, training demo/sklearn for 2 rounds; every line of every
+process a JSON object, the healthy run's events with their fields) shares the exporter's
+federation: tests/unit/test_flower_exporter.py, test_jsonlines_every_line_json_with_the_fl_events.
+The same path in containers is checked in the end-to-end scenario
+(molecule/e2e/tests/test_observability.py).
 """
 
 import importlib.util
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -196,166 +195,3 @@ def test_usage_error():
         [sys.executable, str(WRAPPER), "flower-superlink"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "usage" in proc.stderr
-
-
-# A real run: a bare local federation (SuperLink, 2 SuperNodes and the SuperLink's metrics
-# exporter, which writes the ServerApp's lines that Flower 1.42's SuperExec does not show),
-# each process under the wrapper, and a 2-round demo/sklearn run submitted as the project does.
-EXPORTER = ROOT / "roles" / "superlink" / "files" / "flower_exporter.py"
-ROUNDS = 2
-# What each event type a healthy run produces must carry.
-EVENT_FIELDS = {
-    "run_submitted": {"run_id"},
-    "round_start": {"round", "num_rounds"},
-    "round_end": {"round", "num_rounds", "loss", "accuracy"},
-    "round_results": {"phase", "results", "failures"},
-    "training_finished": {"duration"},
-    "client_join": {"node_id"},
-    "client_leave": {"node_id"},
-}
-
-
-def _free_ports(count):
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), 1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _wait(what, check, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
-        time.sleep(0.5)
-
-
-@pytest.mark.parametrize("version", ["1.42.0", "1.25.0"])
-def test_real_run_every_line_json_with_the_fl_events(version, tmp_path):
-    venv = ROOT / f".venv-flwr-{version}"
-    if not (venv / "bin" / "flower-superlink").exists():
-        pytest.skip(f"{venv.name} missing (make bootstrap)")
-    http_api = tuple(int(x) for x in version.split(".")[:2]) >= (1, 37)
-    py = str(venv / "bin" / "python")
-    sl, fleet, control, cio0, cio1, metrics = _free_ports(6)
-    if http_api:
-        fleet = control = sl
-        apis = ["--host", "127.0.0.1", "--port", str(sl)]
-    else:
-        apis = ["--serverappio-api-address", f"127.0.0.1:{sl}"]
-        apis += ["--fleet-api-address", f"127.0.0.1:{fleet}"]
-        apis += ["--control-api-address", f"127.0.0.1:{control}"]
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    env |= {"FLWR_TELEMETRY_ENABLED": "0", "FL_LOG_FORMAT": "json"}
-    env.pop("VIRTUAL_ENV", None)
-    config = {
-        "control_address": f"127.0.0.1:{control}",
-        "http_api": http_api,
-        "root_certificates": None,
-        "listen_address": "127.0.0.1",
-        "port": metrics,
-        "interval": 1,
-        "min_available_nodes": 2,
-        "log_format": "json",
-    }
-    (tmp_path / "exporter.json").write_text(json.dumps(config))
-    programs = {
-        "superlink": ["flower-superlink", "--insecure", "--database", "state.db", *apis],
-        "exporter": [py, str(EXPORTER), str(tmp_path / "exporter.json")],
-    }
-    for i, port in enumerate((cio0, cio1)):
-        programs[f"supernode-{i}"] = [
-            "flower-supernode",
-            "--insecure",
-            "--superlink",
-            f"127.0.0.1:{fleet}",
-            *(["--host", "127.0.0.1", "--port", str(port)] if http_api else []),
-            *([] if http_api else ["--clientappio-api-address", f"127.0.0.1:{port}"]),
-            "--node-config",
-            f"partition-id={i} num-partitions=2",
-        ]
-    procs = {}
-    try:
-        for name, cmd in programs.items():
-            home = tmp_path / name
-            home.mkdir()
-            with (tmp_path / f"{name}.log").open("wb") as log:
-                procs[name] = subprocess.Popen(
-                    [py, str(WRAPPER), "--component", name.split("-")[0], "--", *cmd],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,  # the wrapper itself must write nothing on stderr
-                    stdin=subprocess.DEVNULL,
-                    env={**env, "FLWR_HOME": str(home)},
-                    cwd=home,
-                )
-            if name == "superlink":
-                _wait("the SuperLink's ports", lambda: _port_open(fleet) and _port_open(control))
-        _wait("the exporter", lambda: _port_open(metrics), 30)
-        cmd = [py, str(ROOT / "scripts" / "flwr_run_check.py"), str(ROOT / "demo" / "sklearn")]
-        cmd += ["local", "--address", f"127.0.0.1:{control}", "--min-accuracy", "0"]
-        cmd += ["--run-config", f"num-server-rounds={ROUNDS}", "--min-rounds", str(ROUNDS)]
-        cmd += ["--timeout", "240"]
-        run = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env={**env, "FLWR_HOME": str(tmp_path / "cli")},
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-        # A clean stop of one SuperNode (SIGTERM to its wrapper): the SuperLink logs its leave.
-        procs["supernode-1"].send_signal(signal.SIGTERM)
-        assert procs["supernode-1"].wait(timeout=30) in (0, 143, -15)
-
-        def events():
-            lines = []
-            for name in programs:
-                for line in (tmp_path / f"{name}.log").read_text().splitlines():
-                    record = json.loads(line)  # every line one JSON object
-                    assert isinstance(record, dict), (name, line)
-                    lines.append(record)
-            return lines
-
-        _wait(
-            "client_leave",
-            lambda: any(r.get("event") == "client_leave" for r in events()),
-            30,
-        )
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    records = events()
-    for record in records:
-        if "component" in record:  # the wrapper's lines (the exporter's own pass through)
-            assert {"time", "level", "component", "message"} <= record.keys(), record
-    seen = {}
-    for record in records:
-        if record.get("event") in EVENT_FIELDS:
-            seen.setdefault(record["event"], []).append(record)
-    assert set(seen) == set(EVENT_FIELDS), sorted(seen)
-    for event, fields in EVENT_FIELDS.items():
-        assert any(fields <= r.keys() for r in seen[event]), (event, seen[event])
-    assert {r["round"] for r in seen["round_end"]} >= set(range(1, ROUNDS + 1))
-    # Parsed by the wrapper from the SuperLink's own lines (the exporter writes a client_leave
-    # of its own; the ServerApp's lines of Flower 1.42 come through it as component serverapp).
-    for event in ("run_submitted", "client_join", "client_leave"):
-        assert any(r["component"] == "superlink" for r in seen[event]), (event, seen[event])
-    assert {r["node_id"] for r in seen["client_join"]} >= {
-        r["node_id"] for r in seen["client_leave"]
-    }
