@@ -170,7 +170,9 @@ def parse_log(text: str) -> ParsedLog:
     return ParsedLog(rounds=[by_round[k] for k in sorted(by_round)], initial=initial)
 
 
-def check_rounds(parsed: ParsedLog, min_rounds: int, min_accuracy: float) -> tuple[bool, list[str]]:
+def check_rounds(
+    parsed: ParsedLog, min_rounds: int, min_accuracy: float, improvement: bool = True
+) -> tuple[bool, list[str]]:
     """Apply the pass criteria; return (passed, reasons for failure)."""
     rounds = parsed.rounds
     reasons: list[str] = []
@@ -185,6 +187,8 @@ def check_rounds(parsed: ParsedLog, min_rounds: int, min_accuracy: float) -> tup
             f"final accuracy {final.accuracy:.4f} (round {final.round}) "
             f"is not > --min-accuracy {min_accuracy:.4f}"
         )
+    if not improvement:
+        return not reasons, reasons
     if len(rounds) >= 2:
         base, base_name = rounds[0].accuracy, f"round {rounds[0].round}"
     elif parsed.initial is not None:
@@ -615,6 +619,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-config", help="run config overrides, e.g. 'num-server-rounds=5 C=0.5'")
     p.add_argument("--min-rounds", type=int, default=3)
     p.add_argument("--min-accuracy", type=float, default=0.85)
+    p.add_argument(
+        "--no-improvement",
+        action="store_true",
+        help="do not require the final accuracy above the first round's (a resumed checkpoint)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="overall limit in seconds")
     p.add_argument("--poll-interval", type=float, default=3.0, help="flwr ls poll interval")
     p.add_argument("--no-stream", action="store_true", help="do not follow the log while running")
@@ -833,7 +842,9 @@ def check_run(args: argparse.Namespace, workdir: Path) -> int:
         details = str(run_info.get("status-details") or "")  # flwr >= 1.26
         details = f" ({details})" if details and details != "N/A" else ""
         return finish(EXIT_CHECK_FAILED, f"run {run_id} ended with status '{status}'{details}")
-    passed, reasons = check_rounds(parsed, args.min_rounds, args.min_accuracy)
+    passed, reasons = check_rounds(
+        parsed, args.min_rounds, args.min_accuracy, improvement=not args.no_improvement
+    )
     if not passed:
         return finish(EXIT_CHECK_FAILED, "; ".join(reasons))
     first, final = parsed.rounds[0], parsed.rounds[-1]

@@ -266,6 +266,13 @@ def test_single_round_compares_with_initial_model() -> None:
     assert not passed and "cannot check improvement" in reasons[0]
 
 
+def test_no_improvement_required_on_request():
+    text = "ROUND 1/2 loss=0.2 accuracy=0.9611\nROUND 2/2 loss=0.2 accuracy=0.9528\n"
+    passed, reasons = check.check_rounds(check.parse_log(text), 2, 0.85)
+    assert not passed and "did not improve" in reasons[0]
+    assert check.check_rounds(check.parse_log(text), 2, 0.85, improvement=False) == (True, [])
+
+
 def test_seconds_per_round_prefers_serverapp_stamps() -> None:
     parsed = check.parse_log(REALISTIC_LOG)
     spr, source = check.seconds_per_round(parsed, {1: 5.0, 3: 50.0}, 40.0)
