@@ -49,7 +49,9 @@ def flwr_check(host, *args, timeout=660, tls=True):
     return proc
 
 
-def train(host, tmp_path, rounds):
+def train(host, tmp_path, rounds, improvement=True):
+    """The demo for ``rounds`` rounds; without ``improvement`` the final accuracy need not
+    exceed the first round's (a run that resumed a checkpoint starts trained)."""
     result_file = tmp_path / "run.json"
     proc = flwr_check(
         host,
@@ -57,6 +59,7 @@ def train(host, tmp_path, rounds):
         "--min-rounds", str(rounds),
         "--min-accuracy", "0.85",
         "--json-out", str(result_file),
+        *([] if improvement else ["--no-improvement"]),
     )  # fmt: skip
     assert proc.returncode == 0, "the demo run did not pass its checks"
     return json.loads(result_file.read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_federation import flwr_check, in_vm, vm_address
+from test_federation import in_vm, train, vm_address
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 VERSION = os.environ.get("FLOWER_VERSION", "1.42.0")
@@ -55,17 +55,7 @@ def prometheus(host, tmp_path_factory):
 def test_metrics_follow_a_training_run(host, prometheus, tmp_path):
     # The SuperLink may resume the last checkpoint (test_federation.py turned it on): a trained
     # model needs not improve, and the metrics are what this checks.
-    result_file = tmp_path / "run.json"
-    proc = flwr_check(
-        host,
-        "--run-config", f"num-server-rounds={ROUNDS}",
-        "--min-rounds", str(ROUNDS),
-        "--min-accuracy", "0.5",
-        "--no-improvement",
-        "--json-out", str(result_file),
-    )  # fmt: skip
-    assert proc.returncode == 0, "the demo run did not pass its checks"
-    result = json.loads(result_file.read_text())
+    result = train(host, tmp_path, ROUNDS, improvement=False)
     run = f'run_id="{result["run_id"]}"'
     prometheus.wait_until(
         lambda: prometheus.values(f"flower_rounds_completed_total{{{run}}}") == [ROUNDS], 60,
